@@ -1,0 +1,68 @@
+"""What every connector component shares."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import sqlalchemy as sa
+
+if TYPE_CHECKING:
+    from crashdb.connector import DBConnector
+
+T = TypeVar("T")
+
+# SQLite's default limit on bound parameters per statement (SQLITE_MAX_VARIABLE_NUMBER before
+# 3.32); batches of ids stay under it on every backend.
+MAX_BOUND_PARAMETERS = 999
+
+
+def batched(items: Sequence[T], size: int = MAX_BOUND_PARAMETERS) -> Iterator[Sequence[T]]:
+    """Consecutive slices of ``items`` of at most ``size`` elements."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+class DBConnectorComponent:
+    """A component of the connector: one table family, its public methods its API.
+
+    ``_race_hook``, if set, is called as ``_race_hook(conn)`` at the point where a concurrent
+    writer could interfere, so that a test can force the race deterministically.
+    """
+
+    _race_hook: Callable[[sa.Connection], Any] | None = None
+
+    def __init__(self, db: DBConnector) -> None:
+        self.db = db
+
+    def findOrCreateId(
+        self,
+        conn: sa.Connection,
+        table: sa.Table,
+        key: dict[str, Any],
+        values: dict[str, Any] | None = None,
+    ) -> int:
+        """The id of the row of ``table`` matching ``key``, inserting it (with ``values``) if
+        missing. Race-safe: the unique index decides, a losing insert does nothing and the
+        winner's row is read back (Buildbot's ``findSomethingId``)."""
+        where = sa.and_(*(table.c[name] == value for name, value in key.items()))
+        found = conn.execute(sa.select(table.c.id).where(where)).scalar_one_or_none()
+        if found is not None:
+            return found
+        if self._race_hook is not None:
+            self._race_hook(conn)
+        insert = (
+            self.db.strategy.insert(table)
+            .values(**key, **(values or {}))
+            .on_conflict_do_nothing()
+            .returning(table.c.id)
+        )
+        created = conn.execute(insert).scalar_one_or_none()
+        if created is not None:
+            return created
+        return conn.execute(sa.select(table.c.id).where(where)).scalar_one()
+
+    @staticmethod
+    def rowsToDicts(rows: Iterable[sa.Row]) -> list[dict[str, Any]]:
+        """Plain dicts for result rows: callers never see SQLAlchemy objects."""
+        return [dict(row._mapping) for row in rows]

@@ -1,0 +1,66 @@
+"""The DBConnector: the root of crashdb's API, one component per table family."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet import defer
+
+from crashdb import dialects
+from crashdb.exceptions import DatabaseNotReadyError
+from crashdb.extensions import ExtensionsConnectorComponent
+from crashdb.jobs import JobsConnectorComponent
+from crashdb.model import Model
+from crashdb.partitions import PartitionsConnectorComponent
+from crashdb.plugins import PluginsConnectorComponent
+from crashdb.pool import DBThreadPool
+from crashdb.processors import ProcessorsConnectorComponent
+from crashdb.rawcrashes import RawCrashesConnectorComponent
+from crashdb.reports import ReportsConnectorComponent
+from crashdb.tcbs import TcbsConnectorComponent
+from crashdb.versions import VersionsConnectorComponent
+
+
+class DBConnector:
+    """Access to one crashdb database: ``db.reports``, ``db.jobs``… each method a Deferred.
+
+    The URL is the caller's, else ``$CRASHDB_URL``, else ``sqlite:///crashdb.sqlite``. The
+    constructor does no I/O; ``setup()`` checks the schema version, ``stop()`` releases threads
+    and connections.
+    """
+
+    def __init__(
+        self, db_url: str | None = None, threads: int | None = None, reactor: Any = None
+    ) -> None:
+        self.db_url = dialects.resolveUrl(db_url)
+        self.engine, self.strategy, threads = dialects.createEngine(self.db_url, threads)
+        self.pool: Any = DBThreadPool(self.engine, self.strategy, threads, reactor)
+        self._addComponents()
+
+    def _addComponents(self) -> None:
+        self.model = Model(self)
+        self.partitions = PartitionsConnectorComponent(self)
+        self.reports = ReportsConnectorComponent(self)
+        self.extensions = ExtensionsConnectorComponent(self)
+        self.plugins = PluginsConnectorComponent(self)
+        self.rawcrashes = RawCrashesConnectorComponent(self)
+        self.processors = ProcessorsConnectorComponent(self)
+        self.jobs = JobsConnectorComponent(self)
+        self.tcbs = TcbsConnectorComponent(self)
+        self.versions = VersionsConnectorComponent(self)
+
+    @defer.inlineCallbacks
+    def setup(self, check_version: bool = True):
+        """Get ready to serve; with ``check_version``, fail with DatabaseNotReadyError unless
+        the schema is current. Tools that upgrade pass ``check_version=False``."""
+        if check_version:
+            current = yield self.model.is_current()
+            if not current:
+                raise DatabaseNotReadyError(
+                    f"the database at {self.engine.url!r} is not at the current schema version: "
+                    "run `crashdb upgrade-db`"
+                )
+
+    def stop(self) -> defer.Deferred:
+        """Let queued work finish, stop the threads and dispose of the engine."""
+        return self.pool.stop()

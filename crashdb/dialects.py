@@ -1,0 +1,355 @@
+"""Every difference between SQLite and PostgreSQL, in one place.
+
+Components speak to a strategy (``db.strategy``) for what the backends do differently: engine
+set-up, which errors are safe to retry, partition DDL, id reservation, reading a date range of a
+partitioned table. Nothing outside this module asks which dialect it is talking to.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from crashdb import model
+from crashdb.exceptions import CrashDBError, InvalidInputError
+from crashdb.partitions import WEEK, childTable, parseChildName, partitionName, weekTables
+
+log = logging.getLogger("crashdb.dialects")
+
+DEFAULT_URL = "sqlite:///crashdb.sqlite"
+ADVISORY_NAMESPACE = 0x63726462 & 0x7FFFFFFF  # "crdb": crashdb's advisory locks
+UPGRADE_LOCK_KEY = 0
+LOCK_TIMEOUT_MS = 2000
+LOCK_ATTEMPTS = 10
+SQLITE_BUSY_TIMEOUT_MS = 5000
+
+
+def _overlaps(monday: datetime.datetime, start, end) -> bool:
+    return (start is None or monday + WEEK > start) and (end is None or monday < end)
+
+
+class Strategy:
+    """What both backends share; subclasses hold the differences."""
+
+    name = ""
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self.engine = engine
+
+    def insert(self, table: sa.Table) -> Any:
+        """An INSERT that supports ``on_conflict_do_nothing`` on this backend."""
+        raise NotImplementedError
+
+    def isRetryable(self, error: sa.exc.DBAPIError) -> bool:
+        """True if ``error`` means the whole transaction was rolled back, so a retry is safe."""
+        raise NotImplementedError
+
+    def isMissingTable(self, error: sa.exc.DBAPIError) -> bool:
+        raise NotImplementedError
+
+    def listChildren(self, conn: sa.Connection) -> list[tuple[str, datetime.datetime]]:
+        """``(parent, monday)`` of every existing child."""
+        return [p for p in map(parseChildName, self._childNames(conn)) if p is not None]
+
+    def _childNames(self, conn: sa.Connection) -> list[str]:
+        raise NotImplementedError
+
+
+class SQLiteStrategy(Strategy):
+    """Embedded SQLite: foreign keys on, WAL, immediate transactions, per-week plain tables."""
+
+    name = "sqlite"
+
+    @classmethod
+    def createEngine(cls, url: sa.URL, threads: int | None) -> tuple[sa.Engine, int]:
+        memory = url.database in (None, "", ":memory:")
+        kw: dict[str, Any] = {
+            "connect_args": {"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
+        }
+        if memory:
+            kw["poolclass"] = sa.pool.StaticPool
+        engine = sa.create_engine(url, **kw)
+        cls.configureEngine(engine, wal=not memory)
+        return engine, 1 if memory else (threads or 2)
+
+    @staticmethod
+    def configureEngine(engine: sa.Engine, wal: bool) -> None:
+        """Take transaction control from pysqlite: BEGIN IMMEDIATE takes the write lock up front,
+        so a transaction never fails half way with "database is locked"."""
+
+        @sa.event.listens_for(engine, "connect")
+        def onConnect(dbapi_connection, record) -> None:
+            dbapi_connection.isolation_level = None
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA foreign_keys = ON")
+            cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+            if wal:
+                cursor.execute("PRAGMA journal_mode = WAL")
+                cursor.execute("PRAGMA synchronous = NORMAL")
+            cursor.close()
+
+        @sa.event.listens_for(engine, "begin")
+        def onBegin(conn) -> None:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    def insert(self, table: sa.Table) -> Any:
+        return sqlite.insert(table)
+
+    def isRetryable(self, error: sa.exc.DBAPIError) -> bool:
+        return "database is locked" in str(error.orig) or "database table is locked" in str(
+            error.orig
+        )
+
+    def isMissingTable(self, error: sa.exc.DBAPIError) -> bool:
+        return "no such table" in str(error.orig)
+
+    def _childNames(self, conn: sa.Connection) -> list[str]:
+        rows = conn.exec_driver_sql("SELECT name FROM sqlite_master WHERE type = 'table'")
+        return [name for (name,) in rows]
+
+    def lockForUpgrade(self, conn: sa.Connection) -> None:
+        pass  # every transaction begins IMMEDIATE: upgrades are already serialized
+
+    def reserveIds(self, conn: sa.Connection, name: str, count: int) -> Sequence[int]:
+        counters = model.id_sequences
+        last = conn.execute(
+            sa.update(counters)
+            .where(counters.c.name == name)
+            .values(next_id=counters.c.next_id + count)
+            .returning(counters.c.next_id)
+        ).scalar_one()
+        return range(last - count, last)
+
+    def createWeek(self, engine: sa.Engine, monday: datetime.datetime) -> list[str]:
+        with engine.begin() as conn:
+            existing = set(self._childNames(conn))
+            created = []
+            for child in weekTables(monday, self.name):
+                if child.name not in existing:
+                    child.create(conn)
+                    created.append(child.name)
+        if created:
+            log.info("created partitions %s", ", ".join(created))
+        return created
+
+    def dropWeek(self, engine: sa.Engine, monday: datetime.datetime) -> list[str]:
+        with engine.begin() as conn:
+            existing = set(self._childNames(conn))
+            dropped = []
+            for child in reversed(weekTables(monday, self.name)):
+                if child.name in existing:
+                    conn.exec_driver_sql(f'DROP TABLE "{child.name}"')
+                    dropped.append(child.name)
+        return dropped
+
+    def readable(self, conn: sa.Connection, parent: str, start=None, end=None) -> sa.FromClause:
+        children = [
+            childTable(p, monday, self.name)
+            for p, monday in self.listChildren(conn)
+            if p == parent and _overlaps(monday, start, end)
+        ]
+        if not children:
+            return model.metadata.tables[parent]  # the empty parent: no rows, right columns
+        if len(children) == 1:
+            return children[0]
+        return sa.union_all(*(sa.select(*child.c) for child in children)).subquery(parent)
+
+    def childSizes(self, conn: sa.Connection) -> dict[str, tuple[int | None, int | None]]:
+        sizes: dict[str, tuple[int | None, int | None]] = {}
+        for parent, monday in self.listChildren(conn):
+            name = partitionName(parent, monday)
+            count = conn.exec_driver_sql(f'SELECT count(*) FROM "{name}"').scalar_one()
+            sizes[name] = (count, None)
+        return sizes
+
+
+class PostgresStrategy(Strategy):
+    """PostgreSQL: declarative range partitions attached under a bounded lock timeout."""
+
+    name = "postgresql"
+    RETRYABLE_CODES = ("40001", "40P01", "57P01", "57P02", "57P03")
+
+    @classmethod
+    def createEngine(cls, url: sa.URL, threads: int | None) -> tuple[sa.Engine, int]:
+        threads = threads or 10
+        if url.drivername == "postgresql":
+            url = url.set(drivername="postgresql+psycopg2")
+        engine = sa.create_engine(
+            url,
+            pool_size=threads,
+            max_overflow=threads,
+            pool_pre_ping=True,
+            pool_recycle=3600,
+            connect_args={
+                "options": "-c timezone=UTC",
+                "connect_timeout": 10,
+                "application_name": "crashdb",
+                "keepalives": 1,
+                "keepalives_idle": 30,
+                "keepalives_interval": 10,
+                "keepalives_count": 3,
+            },
+        )
+        return engine, threads
+
+    def insert(self, table: sa.Table) -> Any:
+        return postgresql.insert(table)
+
+    def isRetryable(self, error: sa.exc.DBAPIError) -> bool:
+        if error.connection_invalidated:
+            return True
+        code = getattr(error.orig, "pgcode", None)
+        if code is None:  # raised by libpq on our side: no server connection to speak of
+            return isinstance(error, sa.exc.OperationalError)
+        return code in self.RETRYABLE_CODES or code.startswith("08")
+
+    def isMissingTable(self, error: sa.exc.DBAPIError) -> bool:
+        return getattr(error.orig, "pgcode", None) == "42P01"
+
+    def _childNames(self, conn: sa.Connection) -> list[str]:
+        rows = conn.execute(
+            sa.text(
+                "SELECT c.relname FROM pg_inherits i"
+                " JOIN pg_class c ON c.oid = i.inhrelid"
+                " JOIN pg_class p ON p.oid = i.inhparent"
+                " WHERE p.relnamespace = current_schema()::regnamespace"
+                " AND p.relname = ANY(:parents)"
+            ),
+            {"parents": list(model.PARTITIONED_TABLES)},
+        )
+        return [name for (name,) in rows]
+
+    def _existing(self, conn: sa.Connection, names: list[str]) -> set[str]:
+        rows = conn.execute(
+            sa.text(
+                "SELECT relname FROM pg_class WHERE relname = ANY(:names)"
+                " AND relnamespace = current_schema()::regnamespace"
+            ),
+            {"names": names},
+        )
+        return {name for (name,) in rows}
+
+    def lockForUpgrade(self, conn: sa.Connection) -> None:
+        conn.execute(sa.select(sa.func.pg_advisory_xact_lock(ADVISORY_NAMESPACE, UPGRADE_LOCK_KEY)))
+
+    def reserveIds(self, conn: sa.Connection, name: str, count: int) -> Sequence[int]:
+        rows = conn.execute(
+            sa.text(f"SELECT nextval('{name}_id_seq') FROM generate_series(1, :n)"), {"n": count}
+        )
+        return [value for (value,) in rows]
+
+    def _weekDDL(self, engine: sa.Engine, monday: datetime.datetime, work) -> list[str]:
+        """Run ``work(conn, existing)`` holding the week's advisory lock, under a short lock
+        timeout, retrying while other sessions hold conflicting locks."""
+        key = int(f"{monday:%Y%m%d}")
+        names = [child.name for child in weekTables(monday, self.name)]
+        for attempt in range(1, LOCK_ATTEMPTS + 1):
+            try:
+                with engine.begin() as conn:
+                    conn.exec_driver_sql(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT_MS}ms'")
+                    conn.execute(sa.select(sa.func.pg_advisory_xact_lock(ADVISORY_NAMESPACE, key)))
+                    return work(conn, self._existing(conn, names))
+            except sa.exc.OperationalError as error:
+                if getattr(error.orig, "pgcode", None) != "55P03" or attempt == LOCK_ATTEMPTS:
+                    raise
+                log.warning("partition DDL for week %s waited too long for a lock; retrying",
+                            f"{monday:%Y%m%d}")
+                time.sleep(0.1 * attempt)
+        raise CrashDBError("unreachable")  # pragma: no cover
+
+    def createWeek(self, engine: sa.Engine, monday: datetime.datetime) -> list[str]:
+        bounds = f"FROM ('{monday:%Y-%m-%d} 00:00:00+00') TO ('{monday + WEEK:%Y-%m-%d} 00:00:00+00')"
+
+        def create(conn: sa.Connection, existing: set[str]) -> list[str]:
+            created = []
+            for parent, child in zip(model.PARTITIONED_TABLES, weekTables(monday, self.name)):
+                if child.name in existing:
+                    continue
+                # create apart, then attach: the parent is only SHARE UPDATE EXCLUSIVE locked,
+                # so readers and writers of other weeks carry on
+                child.create(conn)
+                conn.exec_driver_sql(
+                    f'ALTER TABLE "{parent}" ATTACH PARTITION "{child.name}" FOR VALUES {bounds}'
+                )
+                created.append(child.name)
+            return created
+
+        created = self._weekDDL(engine, monday, create)
+        if created:
+            log.info("created partitions %s", ", ".join(created))
+        return created
+
+    def dropWeek(self, engine: sa.Engine, monday: datetime.datetime) -> list[str]:
+        def drop(conn: sa.Connection, existing: set[str]) -> list[str]:
+            dropped = []
+            pairs = zip(model.PARTITIONED_TABLES, weekTables(monday, self.name))
+            for parent, child in reversed(list(pairs)):
+                if child.name in existing:
+                    conn.exec_driver_sql(f'ALTER TABLE "{parent}" DETACH PARTITION "{child.name}"')
+                    conn.exec_driver_sql(f'DROP TABLE "{child.name}"')
+                    dropped.append(child.name)
+            return dropped
+
+        return self._weekDDL(engine, monday, drop)
+
+    def readable(self, conn: sa.Connection, parent: str, start=None, end=None) -> sa.FromClause:
+        return model.metadata.tables[parent]  # the planner prunes to the overlapping children
+
+    def childSizes(self, conn: sa.Connection) -> dict[str, tuple[int | None, int | None]]:
+        rows = conn.execute(
+            sa.text(
+                "SELECT c.relname, c.reltuples::bigint, pg_total_relation_size(c.oid)"
+                " FROM pg_class c WHERE c.relname = ANY(:names)"
+                " AND c.relnamespace = current_schema()::regnamespace"
+            ),
+            {"names": self._childNames(conn)},
+        )
+        return {name: (None if rows < 0 else rows, size) for name, rows, size in rows}
+
+
+STRATEGIES: dict[str, type[SQLiteStrategy] | type[PostgresStrategy]] = {
+    "sqlite": SQLiteStrategy,
+    "postgresql": PostgresStrategy,
+}
+
+
+def resolveUrl(url: str | None) -> str:
+    """The database URL: the caller's, else ``$CRASHDB_URL``, else the embedded default."""
+    import os
+
+    return url or os.environ.get("CRASHDB_URL") or DEFAULT_URL
+
+
+def createEngine(url: str, threads: int | None = None) -> tuple[sa.Engine, Strategy, int]:
+    """An engine, its strategy and the thread count to use for ``url``.
+
+    Raises InvalidInputError for a malformed URL or an unsupported backend, and CrashDBError for
+    a missing driver; no connection is made.
+    """
+    try:
+        parsed = sa.make_url(url)
+    except sa.exc.ArgumentError as error:
+        raise InvalidInputError(f"not a database URL: {url!r}", field="db_url") from error
+    backend = parsed.get_backend_name()
+    factory = STRATEGIES.get(backend)
+    if factory is None:
+        raise InvalidInputError(
+            f"unsupported database {backend!r} in {url!r}: use sqlite:/// or postgresql://",
+            field="db_url",
+        )
+    try:
+        engine, threads = factory.createEngine(parsed, threads)
+    except ImportError as error:
+        raise CrashDBError(
+            f"the driver for {backend} is not installed ({error}); "
+            "install crashdb[postgresql] for PostgreSQL"
+        ) from error
+    except sa.exc.NoSuchModuleError as error:
+        raise InvalidInputError(f"unknown database driver in {url!r}", field="db_url") from error
+    return engine, factory(engine), threads

@@ -1,0 +1,7 @@
+"""extensions."""
+
+from crashdb.base import DBConnectorComponent
+
+
+class ExtensionsConnectorComponent(DBConnectorComponent):
+    """extensions."""

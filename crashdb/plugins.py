@@ -1,0 +1,7 @@
+"""plugins."""
+
+from crashdb.base import DBConnectorComponent
+
+
+class PluginsConnectorComponent(DBConnectorComponent):
+    """plugins."""

@@ -1,0 +1,7 @@
+"""rawcrashes."""
+
+from crashdb.base import DBConnectorComponent
+
+
+class RawCrashesConnectorComponent(DBConnectorComponent):
+    """rawcrashes."""

@@ -1,0 +1,7 @@
+"""reports."""
+
+from crashdb.base import DBConnectorComponent
+
+
+class ReportsConnectorComponent(DBConnectorComponent):
+    """reports."""
