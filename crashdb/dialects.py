@@ -126,6 +126,15 @@ class SQLiteStrategy(Strategy):
         ).scalar_one()
         return range(last - count, last)
 
+    def advanceIds(self, conn: sa.Connection, table: str, past: int) -> None:
+        """Make ids handed out later exceed ``past`` (after rows were given explicit ids)."""
+        counters = model.id_sequences
+        conn.execute(
+            sa.update(counters)
+            .where(counters.c.name == table)
+            .values(next_id=sa.func.max(counters.c.next_id, past + 1))
+        )  # other tables use SQLite's own rowid counter, which follows the largest id
+
     def createWeek(self, engine: sa.Engine, monday: datetime.datetime) -> list[str]:
         with engine.begin() as conn:
             existing = set(self._childNames(conn))
@@ -243,6 +252,20 @@ class PostgresStrategy(Strategy):
             sa.text(f"SELECT nextval('{name}_id_seq') FROM generate_series(1, :n)"), {"n": count}
         )
         return [value for (value,) in rows]
+
+    def advanceIds(self, conn: sa.Connection, table: str, past: int) -> None:
+        """Make ids handed out later exceed ``past`` (after rows were given explicit ids)."""
+        if table == "reports":
+            sequence = "reports_id_seq"
+        else:
+            sequence = conn.execute(
+                sa.text("SELECT pg_get_serial_sequence(:t, 'id')"), {"t": table}
+            ).scalar()
+        if sequence:
+            conn.execute(
+                sa.text("SELECT setval(:s, GREATEST(:past, nextval(:s)))"),
+                {"s": sequence, "past": past},
+            )
 
     def _weekDDL(self, engine: sa.Engine, monday: datetime.datetime, work) -> list[str]:
         """Run ``work(conn, existing)`` holding the week's advisory lock, under a short lock

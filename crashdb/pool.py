@@ -64,7 +64,8 @@ def run_in_transaction(
             if committing or attempt >= MAX_ATTEMPTS or not strategy.isRetryable(error):
                 raise
             delay = 0.05 * 2 ** (attempt - 1)
-            log.warning("retrying database call in %.2fs (attempt %d): %s", delay, attempt, error)
+            reason = (str(error.orig).strip().splitlines() or [type(error.orig).__name__])[0]
+            log.warning("retrying database call in %.2fs (attempt %d): %s", delay, attempt, reason)
             time.sleep(delay)
 
 

@@ -22,6 +22,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 def alembicConfig(conn: sa.Connection | None = None) -> Config:
     config = Config()
     config.set_main_option("script_location", HERE)
+    config.set_main_option("path_separator", "os")
     config.set_main_option("version_locations", os.path.join(HERE, "versions"))
     config.attributes["connection"] = conn
     return config

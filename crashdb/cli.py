@@ -1,0 +1,98 @@
+"""The ``crashdb`` command line.
+
+Each subcommand is a module in :mod:`crashdb.scripts` defining ``NAME``, ``HELP``,
+``addArguments(parser)`` and ``run(args) -> int``. Errors a user can cause are one line on stderr
+and a non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import pkgutil
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from twisted.internet import defer, task
+
+import crashdb.scripts
+from crashdb.exceptions import CrashDBError
+
+
+class UsageError(CrashDBError):
+    """A mistake on the command line or in a file it names."""
+
+
+def commands() -> list[Any]:
+    """The subcommand modules, by name."""
+    modules = [
+        importlib.import_module(f"crashdb.scripts.{info.name}")
+        for info in pkgutil.iter_modules(crashdb.scripts.__path__)
+        if not info.name.startswith("_")
+    ]
+    return sorted(modules, key=lambda module: module.NAME)
+
+
+def addDbArgument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--db",
+        metavar="URL",
+        help="database URL (default: $CRASHDB_URL, else sqlite:///crashdb.sqlite)",
+    )
+
+
+def runDeferred(function: Callable[..., Any], *args: Any) -> Any:
+    """Run ``function(reactor, *args)`` (returning a Deferred or coroutine) under the reactor
+    and return its result, re-raising its failure."""
+    outcome: dict[str, Any] = {}
+
+    def main(reactor):
+        d = defer.ensureDeferred(function(reactor, *args))
+
+        def keep(result):
+            outcome["result"] = result
+
+        def keepError(failure):
+            outcome["failure"] = failure
+
+        d.addCallbacks(keep, keepError)
+        return d
+
+    try:
+        task.react(main)
+    except SystemExit as stop:
+        if stop.code not in (0, None) and "failure" not in outcome:
+            raise
+    if "failure" in outcome:
+        outcome["failure"].raiseException()
+    return outcome.get("result")
+
+
+def describe(error: BaseException) -> str:
+    """One line for an error a user can cause."""
+    if isinstance(error, sa.exc.DBAPIError):
+        text = str(error.orig).strip().splitlines()
+        return f"database error: {text[0] if text else type(error.orig).__name__}"
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="crashdb", description="crashdb's operator tools")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module in commands():
+        subparser = sub.add_parser(module.NAME, help=module.HELP, description=module.HELP)
+        module.addArguments(subparser)
+        subparser.set_defaults(run=module.run)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="crashdb: %(message)s")
+    try:
+        return int(args.run(args) or 0)
+    except KeyboardInterrupt:
+        print("crashdb: interrupted", file=sys.stderr)
+        return 130
+    except (CrashDBError, sa.exc.SQLAlchemyError, OSError) as error:
+        print(f"crashdb: error: {describe(error)}", file=sys.stderr)
+        return 1

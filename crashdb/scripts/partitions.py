@@ -1,0 +1,81 @@
+"""``crashdb partitions create|drop|list``: weekly partition maintenance, for cron."""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+
+from crashdb.cli import UsageError, addDbArgument, runDeferred
+from crashdb.connector import DBConnector
+from crashdb.partitions import WEEK, weekStart
+
+NAME = "partitions"
+HELP = "create weeks ahead of time, drop old weeks, or list the partitions"
+
+
+def addArguments(parser: argparse.ArgumentParser) -> None:
+    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+    create = actions.add_parser("create", help="make the current week and the next N")
+    create.add_argument("--ahead", type=int, default=2, metavar="N", help="weeks ahead (2)")
+    drop = actions.add_parser("drop", help="drop every week older than the newest N")
+    drop.add_argument("--keep-weeks", type=int, required=True, metavar="N",
+                      help="weeks to keep, counting the current one (N >= 1)")
+    drop.add_argument("--dry-run", action="store_true", help="list what would be dropped")
+    listing = actions.add_parser("list", help="list the partitions with rows and size")
+    for action in (create, drop, listing):
+        addDbArgument(action)
+
+
+async def _create(reactor, db: DBConnector, args) -> None:
+    if args.ahead < 0:
+        raise UsageError("--ahead must be 0 or more")
+    created = await db.partitions.createAhead(args.ahead)
+    for name in created:
+        print(f"created {name}")
+    print(f"{len(created)} partitions created; weeks up to {args.ahead} ahead exist")
+
+
+async def _drop(reactor, db: DBConnector, args) -> None:
+    if args.keep_weeks < 1:
+        raise UsageError("--keep-weeks must be at least 1 (the current week is never dropped)")
+    cutoff = weekStart(datetime.datetime.now(datetime.UTC)) - (args.keep_weeks - 1) * WEEK
+    if args.dry_run:
+        parts = await db.partitions.getPartitions()
+        doomed = [p["name"] for p in parts if p["end"] <= cutoff]
+        for name in doomed:
+            print(f"would drop {name}")
+        print(f"{len(doomed)} partitions would be dropped (weeks before {cutoff:%Y-%m-%d})")
+        return
+    dropped = await db.partitions.dropWeeksBefore(cutoff)
+    for name in dropped:
+        print(f"dropped {name}")
+    print(f"{len(dropped)} partitions dropped (weeks before {cutoff:%Y-%m-%d})")
+
+
+async def _list(reactor, db: DBConnector, args) -> None:
+    parts = await db.partitions.getPartitions()
+    sizes = await db.partitions.getPartitionSizes()
+    print(f"{'partition':<32} {'start':<10} {'rows':>12} {'size':>10}")
+    for part in parts:
+        rows, size = sizes.get(part["name"], (None, None))
+        shown = "-" if size is None else f"{size / 1048576:.1f} MB"
+        print(f"{part['name']:<32} {part['start']:%Y-%m-%d} "
+              f"{'?' if rows is None else rows:>12} {shown:>10}")
+    print(f"{len(parts)} partitions")
+
+
+ACTIONS = {"create": _create, "drop": _drop, "list": _list}
+
+
+async def _main(reactor, args) -> None:
+    db = DBConnector(args.db, reactor=reactor)
+    try:
+        await db.setup()
+        await ACTIONS[args.action](reactor, db, args)
+    finally:
+        await db.stop()
+
+
+def run(args: argparse.Namespace) -> int:
+    runDeferred(_main, args)
+    return 0

@@ -1,0 +1,73 @@
+"""Fixtures: ``db`` runs a behaviour test on the fake, file SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import pytest
+import pytest_twisted
+
+from crashdb.test.fake.fakedb import FakeDBConnector
+from crashdb.test.util.db import (
+    PostgresUnavailable,
+    TestDBConnector,
+    postgres,
+    requirePostgres,
+    upgradeUrl,
+)
+
+BACKENDS = ("fake", "sqlite", "postgresql")
+
+
+def _postgresUrl() -> str:
+    try:
+        return postgres.newDatabase()
+    except PostgresUnavailable as error:
+        if requirePostgres():
+            pytest.fail(f"CRASHDB_REQUIRE_PG=1 but {error}")
+        pytest.skip(str(error))
+
+
+@pytest.fixture
+def dbUrl(request, tmp_path):
+    """The URL of an empty, migrated real database of the parametrized backend."""
+    backend = getattr(request, "param", "sqlite")
+    if backend == "postgresql":
+        url = _postgresUrl()
+        yield url
+        postgres.dropDatabase(url)
+    else:
+        url = f"sqlite:///{tmp_path / 'crashdb.sqlite'}"
+        upgradeUrl(url)
+        yield url
+
+
+def _connector(backend: str, request, tmp_path):
+    if backend == "fake":
+        return FakeDBConnector(), None
+    if backend == "postgresql":
+        url = _postgresUrl()  # copied from a migrated template
+    else:
+        url = f"sqlite:///{tmp_path / 'crashdb.sqlite'}"
+        upgradeUrl(url)
+    return TestDBConnector(url), url
+
+
+@pytest.fixture(params=BACKENDS)
+def db(request, tmp_path):
+    """A ready connector (with insertTestData) on the fake, SQLite and PostgreSQL in turn."""
+    connector, url = _connector(request.param, request, tmp_path)
+    connector.backend = request.param
+    yield connector
+    pytest_twisted.blockon(connector.stop())
+    if request.param == "postgresql":
+        postgres.dropDatabase(url)
+
+
+@pytest.fixture(params=BACKENDS[1:])
+def realdb(request, tmp_path):
+    """A ready threaded connector on SQLite and PostgreSQL in turn (not the fake)."""
+    connector, url = _connector(request.param, request, tmp_path)
+    connector.backend = request.param
+    yield connector
+    pytest_twisted.blockon(connector.stop())
+    if request.param == "postgresql":
+        postgres.dropDatabase(url)

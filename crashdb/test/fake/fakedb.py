@@ -1,0 +1,248 @@
+"""The fake database for applications' unit tests.
+
+:class:`FakeDBConnector` is the real connector with the real components, over an in-memory SQLite
+database whose pool runs each ``thd`` synchronously in the caller's thread: every Deferred has
+fired before the call returns, and no reactor, thread or file is involved. Being the real code,
+it cannot drift from it. Each fake is a copy (SQLite's backup API) of a template database
+migrated once per process, so making one per test costs about a millisecond.
+
+Row classes (``Report``, ``Extension``, ``Job``...) seed data through ``db.insertTestData(rows)``,
+here and on the real-database test connector alike.
+"""
+
+from __future__ import annotations
+
+import datetime
+import itertools
+import sqlite3
+import threading
+import uuid as uuidlib
+from collections.abc import Callable, Iterable
+from typing import Any, ClassVar
+
+import sqlalchemy as sa
+from twisted.internet import defer
+
+from crashdb import migrate, model
+from crashdb.connector import DBConnector
+from crashdb.dialects import SQLiteStrategy
+from crashdb.exceptions import InvalidInputError
+from crashdb.partitions import childTable, executeInWeek, weekStart
+from crashdb.pool import SynchronousDBPool
+from crashdb.validation import RowValidator
+
+DEFAULT_DATE = datetime.datetime(2012, 10, 16, 12, 0, tzinfo=datetime.UTC)
+_counter = itertools.count(1)
+
+
+def _uniqueUuid() -> str:
+    return str(uuidlib.uuid4())
+
+
+class Row:
+    """One row of test data for ``table``; unknown columns are rejected at construction.
+
+    Subclasses give ``defaults`` (values or callables) so a test names only what it cares about.
+    """
+
+    table: ClassVar[str]
+    defaults: ClassVar[dict[str, Any]] = {}
+    _validators: ClassVar[dict[str, RowValidator]] = {}
+
+    def __init__(self, **values: Any) -> None:
+        validator = self._validators.get(self.table)
+        if validator is None:
+            validator = self._validators[self.table] = RowValidator(
+                model.metadata.tables[self.table]
+            )
+        filled = {
+            name: (default() if callable(default) else default)
+            for name, default in self.defaults.items()
+            if name not in values
+        }
+        filled.update(values)
+        validator.validate(filled)
+        self.values = filled
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self.__dict__["values"][name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.values!r})"
+
+
+class Report(Row):
+    table = "reports"
+    defaults: ClassVar[dict[str, Any]] = {"uuid": _uniqueUuid, "date_processed": DEFAULT_DATE}
+
+
+class Extension(Row):
+    table = "extensions"
+    defaults: ClassVar[dict[str, Any]] = {
+        "date_processed": DEFAULT_DATE,
+        "extension_key": 0,
+        "extension_id": "ext@example.com",
+    }
+
+
+class Plugin(Row):
+    table = "plugins"
+    defaults: ClassVar[dict[str, Any]] = {
+        "filename": lambda: f"plugin{next(_counter)}.dll",
+        "name": "Plugin",
+    }
+
+
+class PluginReport(Row):
+    table = "plugins_reports"
+    defaults: ClassVar[dict[str, Any]] = {"date_processed": DEFAULT_DATE, "version": "1.0"}
+
+
+class RawCrash(Row):
+    table = "raw_crashes"
+    defaults: ClassVar[dict[str, Any]] = {
+        "uuid": _uniqueUuid,
+        "date_processed": DEFAULT_DATE,
+        "raw_crash": dict,
+    }
+
+
+class Processor(Row):
+    table = "processors"
+    defaults: ClassVar[dict[str, Any]] = {
+        "name": lambda: f"processor{next(_counter)}",
+        "active": False,
+    }
+
+
+class Job(Row):
+    table = "jobs"
+    defaults: ClassVar[dict[str, Any]] = {
+        "uuid": _uniqueUuid,
+        "priority": 0,
+        "queued_at": DEFAULT_DATE,
+        "complete": False,
+    }
+
+
+class Tcbs(Row):
+    table = "tcbs"
+    defaults: ClassVar[dict[str, Any]] = {
+        "day": DEFAULT_DATE.date(),
+        "product": "Firefox",
+        "version": "1.0",
+        "signature": "sig",
+        "count": 1,
+        "win_count": 0,
+        "mac_count": 0,
+        "lin_count": 0,
+        "hang_count": 0,
+        "startup_count": 0,
+    }
+
+
+def _insertionOrder() -> dict[str, int]:
+    """Tables in foreign-key order, the partitioned ones after what they reference."""
+    plain = [t.name for t in model.metadata.sorted_tables if t.name not in model.PARTITIONED_TABLES]
+    return {name: i for i, name in enumerate(plain + list(model.PARTITIONED_TABLES))}
+
+
+class TestDataMixin:
+    """``insertTestData(rows)`` for any connector: rows go in foreign-key order, straight into
+    their week's partition (created on demand), with the id sequences advanced past them."""
+
+    strategy: Any
+    pool: Any
+
+    def insertTestData(self, rows: Iterable[Row]) -> defer.Deferred:
+        order = _insertionOrder()
+        rows = sorted(rows, key=lambda row: order[row.table])
+        strategy = self.strategy
+
+        def thd(conn: sa.Connection) -> None:
+            highest: dict[str, int] = {}
+            for row in rows:
+                values = dict(row.values)
+                if row.table in model.PARTITIONED_TABLES:
+                    if row.table == "reports" and values.get("id") is None:
+                        values["id"] = strategy.reserveIds(conn, "reports", 1)[0]
+                    monday = weekStart(values["date_processed"])
+                    child = childTable(row.table, monday, strategy.name)
+                    executeInWeek(conn, strategy, monday, child.insert().values(values))
+                else:
+                    conn.execute(model.metadata.tables[row.table].insert().values(values))
+                if isinstance(values.get("id"), int):
+                    highest[row.table] = max(highest.get(row.table, 0), values["id"])
+                    row.values["id"] = values["id"]
+            for table, top in highest.items():
+                strategy.advanceIds(conn, table, top)
+
+        return self.pool.do(thd)
+
+
+class _Template:
+    """A migrated in-memory database, made once per process, that every fake copies."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._connection: sqlite3.Connection | None = None
+
+    def copy(self) -> sqlite3.Connection:
+        with self._lock:
+            if self._connection is None:
+                self._connection = self._build()
+            target = sqlite3.connect(":memory:", check_same_thread=False)
+            self._connection.backup(target)
+            return target
+
+    @staticmethod
+    def _build() -> sqlite3.Connection:
+        connection = sqlite3.connect(":memory:", check_same_thread=False)
+        engine = _engine(lambda: connection)
+        with engine.begin() as conn:
+            migrate.upgrade(conn, SQLiteStrategy(engine))
+        return connection
+
+
+def _engine(creator: Callable[[], sqlite3.Connection]) -> sa.Engine:
+    engine = sa.create_engine("sqlite://", creator=creator, poolclass=sa.pool.StaticPool)
+    SQLiteStrategy.configureEngine(engine, wal=False)
+    return engine
+
+
+_template = _Template()
+
+
+class FakeDBConnector(TestDataMixin, DBConnector):
+    """A ready, in-memory, synchronous crashdb for unit tests: no setup(), no reactor."""
+
+    def __init__(self) -> None:  # deliberately not DBConnector.__init__: no URL, no threads
+        self.db_url = "sqlite://"
+        self.engine = _engine(_template.copy)
+        self.strategy = SQLiteStrategy(self.engine)
+        self.pool = SynchronousDBPool(self.engine, self.strategy)
+        self._addComponents()
+
+    def setup(self, check_version: bool = True) -> defer.Deferred:
+        """Nothing to do: the fake is ready on construction."""
+        return defer.succeed(None)
+
+
+__all__ = [
+    "DEFAULT_DATE",
+    "Extension",
+    "FakeDBConnector",
+    "InvalidInputError",
+    "Job",
+    "Plugin",
+    "PluginReport",
+    "Processor",
+    "RawCrash",
+    "Report",
+    "Row",
+    "Tcbs",
+    "TestDataMixin",
+]

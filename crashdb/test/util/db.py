@@ -1,0 +1,114 @@
+"""Real databases for tests: SQLite files and fresh PostgreSQL databases.
+
+PostgreSQL comes from ``$CRASHDB_TEST_DB_URL`` (a server where the user may create databases),
+else from a throwaway cluster started once per test run (:mod:`crashdb.test.util.pgserver`).
+Each test gets a new database copied from a template that was migrated once, which takes a few
+tens of milliseconds. Without PostgreSQL its tests skip, unless ``CRASHDB_REQUIRE_PG=1`` (set by
+CI), which turns the skip into a failure.
+"""
+
+from __future__ import annotations
+
+import atexit
+import itertools
+import os
+import threading
+
+import sqlalchemy as sa
+
+from crashdb import migrate
+from crashdb.connector import DBConnector
+from crashdb.dialects import createEngine
+from crashdb.test.fake.fakedb import TestDataMixin
+
+
+class TestDBConnector(TestDataMixin, DBConnector):
+    """A real connector with ``insertTestData``, for tests against SQLite or PostgreSQL."""
+
+
+def upgradeUrl(url: str) -> None:
+    """Migrate the database at ``url`` to the newest schema, synchronously."""
+    engine, strategy, _ = createEngine(url)
+    try:
+        with engine.begin() as conn:
+            migrate.upgrade(conn, strategy)
+    finally:
+        engine.dispose()
+
+
+class PostgresUnavailable(Exception):
+    """No PostgreSQL could be found or started for the tests."""
+
+
+class _PostgresProvider:
+    """Hands out fresh, migrated PostgreSQL databases."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._server = None
+        self._adminUrl: str | None = None
+        self._template: str | None = None
+        self._failure: str | None = None
+        self._names = itertools.count(1)
+
+    def _admin(self) -> sa.URL:
+        if self._adminUrl is None:
+            url = os.environ.get("CRASHDB_TEST_DB_URL")
+            if not url:
+                from crashdb.test.util.pgserver import PostgresServer
+
+                try:
+                    server = PostgresServer()
+                    server.start()
+                except Exception as error:  # no binaries, or it would not start
+                    raise PostgresUnavailable(f"cannot start PostgreSQL: {error}") from error
+                self._server = server
+                atexit.register(server.cleanup)
+                url = server.url
+            self._adminUrl = url
+        return sa.make_url(self._adminUrl).set(drivername="postgresql+psycopg2")
+
+    def _execute(self, statement: str) -> None:
+        engine = sa.create_engine(self._admin(), isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
+        try:
+            with engine.connect() as conn:
+                conn.exec_driver_sql(statement)
+        except sa.exc.OperationalError as error:
+            raise PostgresUnavailable(f"cannot reach PostgreSQL: {error.orig}") from error
+        finally:
+            engine.dispose()
+
+    def newDatabase(self) -> str:
+        """The URL of a new, migrated, empty database."""
+        with self._lock:
+            if self._failure is not None:
+                raise PostgresUnavailable(self._failure)
+            try:
+                if self._template is None:
+                    template = f"crashdb_template_{os.getpid()}"
+                    self._execute(f'DROP DATABASE IF EXISTS "{template}"')
+                    self._execute(f'CREATE DATABASE "{template}"')
+                    upgradeUrl(self._admin().set(database=template).render_as_string(False))
+                    self._template = template
+                name = f"crashdb_test_{os.getpid()}_{next(self._names)}"
+                self._execute(f'CREATE DATABASE "{name}" TEMPLATE "{self._template}"')
+            except PostgresUnavailable as error:
+                self._failure = str(error)
+                raise
+            return self._admin().set(database=name).render_as_string(hide_password=False)
+
+    def dropDatabase(self, url: str) -> None:
+        name = sa.make_url(url).database
+        self._execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    def adminUrl(self) -> str:
+        with self._lock:
+            return self._admin().render_as_string(hide_password=False)
+
+
+postgres = _PostgresProvider()
+
+
+def requirePostgres() -> bool:
+    """True when PostgreSQL tests must run (CI), so that unavailability fails instead."""
+    return os.environ.get("CRASHDB_REQUIRE_PG") == "1"
