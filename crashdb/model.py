@@ -200,6 +200,36 @@ tcbs = sa.Table(
     sa.Index("tcbs_product_day_idx", "product", "day"),
 )
 
+# -- product versions -----------------------------------------------------------------------------
+
+# Canonical versions of each product (SPEC 11).
+product_versions = sa.Table(
+    "product_versions",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("product", sa.String(30), nullable=False),
+    sa.Column("version", sa.String(16), nullable=False),
+    sa.UniqueConstraint("product", "version", name="product_versions_product_version_key"),
+)
+
+# Fuzzy version strings of a product ("4.0 Beta 1", "4.0b1") mapped to a canonical version.
+version_aliases = sa.Table(
+    "version_aliases",
+    metadata,
+    sa.Column("product", sa.String(30), nullable=False),
+    sa.Column("alias", sa.Text, nullable=False),
+    sa.Column(
+        "version_id",
+        sa.Integer,
+        sa.ForeignKey(
+            "product_versions.id", name="version_aliases_version_id_fkey", ondelete="CASCADE"
+        ),
+        nullable=False,
+    ),
+    sa.PrimaryKeyConstraint("product", "alias", name="version_aliases_pkey"),
+    sa.Index("version_aliases_version_id_idx", "version_id"),
+)
+
 # -- SQLite only ----------------------------------------------------------------------------------
 
 # Id counters standing in for PostgreSQL sequences, so that ids are unique across partitions.
@@ -299,6 +329,8 @@ class Model:
     processors = processors
     jobs = jobs
     tcbs = tcbs
+    product_versions = product_versions
+    version_aliases = version_aliases
     id_sequences = id_sequences
 
     def __init__(self, db) -> None:
