@@ -144,6 +144,19 @@ class Tcbs(Row):
     }
 
 
+class ProductVersion(Row):
+    table = "product_versions"
+    defaults: ClassVar[dict[str, Any]] = {
+        "product": "Firefox",
+        "version": lambda: f"{next(_counter)}.0",
+    }
+
+
+class VersionAlias(Row):
+    table = "version_aliases"
+    defaults: ClassVar[dict[str, Any]] = {"product": "Firefox"}
+
+
 def _insertionOrder() -> dict[str, int]:
     """Tables in foreign-key order, the partitioned ones after what they reference."""
     plain = [t.name for t in model.metadata.sorted_tables if t.name not in model.PARTITIONED_TABLES]
@@ -240,9 +253,11 @@ __all__ = [
     "Plugin",
     "PluginReport",
     "Processor",
+    "ProductVersion",
     "RawCrash",
     "Report",
     "Row",
     "Tcbs",
     "TestDataMixin",
+    "VersionAlias",
 ]
