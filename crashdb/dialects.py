@@ -46,6 +46,11 @@ class Strategy:
         """An INSERT that supports ``on_conflict_do_nothing`` on this backend."""
         raise NotImplementedError
 
+    def skipLocked(self, select: sa.Select) -> sa.Select:
+        """``select`` locking the rows it reads, skipping rows other transactions hold: how
+        concurrent claimers take different jobs without waiting on each other."""
+        raise NotImplementedError
+
     def isRetryable(self, error: sa.exc.DBAPIError) -> bool:
         """True if ``error`` means the whole transaction was rolled back, so a retry is safe."""
         raise NotImplementedError
@@ -100,6 +105,9 @@ class SQLiteStrategy(Strategy):
 
     def insert(self, table: sa.Table) -> Any:
         return sqlite.insert(table)
+
+    def skipLocked(self, select: sa.Select) -> sa.Select:
+        return select  # BEGIN IMMEDIATE: one writer at a time, nothing to skip
 
     def isRetryable(self, error: sa.exc.DBAPIError) -> bool:
         return "database is locked" in str(error.orig) or "database table is locked" in str(
@@ -209,6 +217,9 @@ class PostgresStrategy(Strategy):
 
     def insert(self, table: sa.Table) -> Any:
         return postgresql.insert(table)
+
+    def skipLocked(self, select: sa.Select) -> sa.Select:
+        return select.with_for_update(skip_locked=True)
 
     def isRetryable(self, error: sa.exc.DBAPIError) -> bool:
         if error.connection_invalidated:
