@@ -117,6 +117,19 @@ class SQLiteStrategy(Strategy):
     def isMissingTable(self, error: sa.exc.DBAPIError) -> bool:
         return "no such table" in str(error.orig)
 
+    JSON_TYPES = {str: ("text",), bool: None, int: ("integer", "real"), float: ("integer", "real")}
+
+    def jsonEquals(self, column: sa.ColumnElement, key: str, value: Any) -> sa.ColumnElement:
+        """``column``'s top-level ``key`` equals the scalar ``value``, type included."""
+        path = '$."' + key.replace('"', '""') + '"'
+        kind = sa.func.json_type(column, path)
+        if value is None:
+            return kind == "null"
+        if isinstance(value, bool):
+            return kind == ("true" if value else "false")
+        return sa.and_(kind.in_(self.JSON_TYPES[type(value)]),
+                       sa.func.json_extract(column, path) == value)
+
     def _childNames(self, conn: sa.Connection) -> list[str]:
         rows = conn.exec_driver_sql("SELECT name FROM sqlite_master WHERE type = 'table'")
         return [name for (name,) in rows]
@@ -232,6 +245,10 @@ class PostgresStrategy(Strategy):
     def isMissingTable(self, error: sa.exc.DBAPIError) -> bool:
         return getattr(error.orig, "pgcode", None) == "42P01"
 
+    def jsonEquals(self, column: sa.ColumnElement, key: str, value: Any) -> sa.ColumnElement:
+        """``column``'s top-level ``key`` equals the scalar ``value``: JSONB containment."""
+        return sa.type_coerce(column, postgresql.JSONB()).contains({key: value})
+
     def _childNames(self, conn: sa.Connection) -> list[str]:
         rows = conn.execute(
             sa.text(
@@ -298,7 +315,8 @@ class PostgresStrategy(Strategy):
         raise CrashDBError("unreachable")  # pragma: no cover
 
     def createWeek(self, engine: sa.Engine, monday: datetime.datetime) -> list[str]:
-        bounds = f"FROM ('{monday:%Y-%m-%d} 00:00:00+00') TO ('{monday + WEEK:%Y-%m-%d} 00:00:00+00')"
+        end = monday + WEEK
+        bounds = f"FROM ('{monday:%Y-%m-%d} 00:00:00+00') TO ('{end:%Y-%m-%d} 00:00:00+00')"
 
         def create(conn: sa.Connection, existing: set[str]) -> list[str]:
             created = []

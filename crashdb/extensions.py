@@ -1,7 +1,48 @@
-"""extensions."""
+"""Extensions: the add-ons a report's application had, stored with the report."""
+
+from __future__ import annotations
+
+import datetime
+
+import sqlalchemy as sa
+from twisted.internet import defer
 
 from crashdb.base import DBConnectorComponent
+from crashdb.exceptions import InvalidInputError
+from crashdb.partitions import WEEK, weekStart
+from crashdb.validation import requireDatetime, requireInteger
+
+
+def weekOf(report_id: int, date_processed: datetime.datetime) -> tuple:
+    """Validate a (report_id, date_processed) pair; the week's [start, end)."""
+    requireInteger(report_id, "report_id")
+    requireDatetime(date_processed, "date_processed")
+    start = weekStart(date_processed)
+    return start, start + WEEK
 
 
 class ExtensionsConnectorComponent(DBConnectorComponent):
-    """extensions."""
+    """Reads a report's extensions (``db.extensions``); they are written by ``addReport``."""
+
+    def getExtensions(self, report_id: int, date_processed: datetime.datetime) -> defer.Deferred:
+        """Deferred of ``[{report_id, date_processed, extension_key, extension_id,
+        extension_version}]`` ordered by ``extension_key``; only the report's week is read."""
+        try:
+            start, end = weekOf(report_id, date_processed)
+        except InvalidInputError as error:
+            return defer.fail(error)
+
+        def thd(conn: sa.Connection) -> list[dict]:
+            source = self.db.strategy.readable(conn, "extensions", start, end)
+            query = (
+                sa.select(source)
+                .where(
+                    source.c.report_id == report_id,
+                    source.c.date_processed >= start,
+                    source.c.date_processed < end,
+                )
+                .order_by(source.c.extension_key)
+            )
+            return self.rowsToDicts(conn.execute(query))
+
+        return self.db.pool.do(thd)

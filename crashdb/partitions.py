@@ -22,7 +22,7 @@ from crashdb.exceptions import InvalidInputError, RetryAfterRepair
 
 UTC = datetime.UTC
 WEEK = datetime.timedelta(days=7)
-CHILD_NAME = re.compile(r"^(%s)_(\d{8})$" % "|".join(model.PARTITIONED_TABLES))
+CHILD_NAME = re.compile("^(" + "|".join(model.PARTITIONED_TABLES) + r")_(\d{8})$")
 
 
 def _asUTC(when: datetime.datetime | datetime.date, field: str = "when") -> datetime.datetime:
@@ -108,7 +108,8 @@ def childTable_locked(
     if name in metadata.tables:
         return metadata.tables[name]
     spec = model.CHILD_SPECS[parent]
-    columns = [sa.Column(c.name, c.type, nullable=c.nullable) for c in model.metadata.tables[parent].c]
+    parentTable = model.metadata.tables[parent]
+    columns = [sa.Column(c.name, c.type, nullable=c.nullable) for c in parentTable.c]
     constraints: list[Any] = [
         sa.PrimaryKeyConstraint(*spec.primary_key, name=f"{name}_pkey"),
         sa.CheckConstraint(_dateCheck(dialect, monday), name=f"{name}_date_check"),

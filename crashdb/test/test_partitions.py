@@ -63,7 +63,7 @@ def test_ensure_week_creates_every_table_once(db):
 def test_get_partitions_orders_by_table_then_start(db):
     yield db.partitions.createAhead(2, now=at(2012, 10, 17))
     parts = yield db.partitions.getPartitions("reports")
-    assert [p["name"] for p in parts] == ["reports_20121015", "reports_20121022", "reports_20121029"]
+    assert [p["name"] for p in parts] == [f"reports_201210{d}" for d in ("15", "22", "29")]
     assert parts[0]["start"] == at(2012, 10, 15) and parts[0]["end"] == at(2012, 10, 22)
     everything = yield db.partitions.getPartitions()
     assert [p["table"] for p in everything][:4] == ["extensions"] * 3 + ["plugins_reports"]

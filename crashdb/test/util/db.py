@@ -69,7 +69,9 @@ class _PostgresProvider:
         return sa.make_url(self._adminUrl).set(drivername="postgresql+psycopg2")
 
     def _execute(self, statement: str) -> None:
-        engine = sa.create_engine(self._admin(), isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
+        engine = sa.create_engine(
+            self._admin(), isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool
+        )
         try:
             with engine.connect() as conn:
                 conn.exec_driver_sql(statement)
