@@ -47,7 +47,7 @@ def formatTable(crashers: Sequence[dict[str, Any]], title: str) -> str:
               f" {'hang':>5} {'start':>5}  signature")
     rows = []
     for c in crashers:
-        signature = _shorten(c["signature"], SIGNATURE_WIDTH) if c["signature"] else "(no signature)"
+        signature = _shorten(c["signature"] or "(no signature)", SIGNATURE_WIDTH)
         rows.append(
             f"{c['rank']:>4} {_change(c):>6} {c['count']:>7} {c['percent']:>6.2f}"
             f" {c['win_count']:>6} {c['mac_count']:>6} {c['lin_count']:>6}"
