@@ -1,0 +1,146 @@
+"""Migration 002 (product_versions, version_aliases) on a database holding 001's data."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import uuid as uuidlib
+
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+
+from crashdb import migrate, model
+from crashdb.dialects import createEngine
+from crashdb.partitions import childTable, weekStart
+from crashdb.test.util.db import PostgresUnavailable, postgres, requirePostgres
+
+UTC = datetime.UTC
+PROCESSED = datetime.datetime(2012, 10, 16, 12, 0, tzinfo=UTC)
+NEW_TABLES = {"product_versions", "version_aliases"}
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def emptyUrl(request, tmp_path):
+    """The URL of an empty database, never migrated."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'empty.sqlite'}"
+        return
+    try:
+        admin = sa.make_url(postgres.adminUrl())
+    except PostgresUnavailable as error:
+        if requirePostgres():
+            pytest.fail(str(error))
+        pytest.skip(str(error))
+    name = f"crashdb_migration_{os.getpid()}_{uuidlib.uuid4().hex[:8]}"
+    engine = sa.create_engine(admin, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
+    with engine.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    engine.dispose()
+    url = admin.set(database=name).render_as_string(hide_password=False)
+    yield url
+    postgres.dropDatabase(url)
+
+
+def _upgrade(engine, strategy, target: str):
+    with engine.begin() as conn:
+        return migrate.upgrade(conn, strategy, target)
+
+
+def test_upgrade_from_001_keeps_data_and_adds_usable_tables(emptyUrl):
+    engine, strategy, _ = createEngine(emptyUrl)
+    try:
+        assert _upgrade(engine, strategy, "001") == (None, "001")
+        monday = weekStart(PROCESSED)
+        strategy.createWeek(engine, monday)
+        with engine.begin() as conn:
+            report_id = strategy.reserveIds(conn, "reports", 1)[0]
+            conn.execute(
+                childTable("reports", monday, strategy.name).insert().values(
+                    id=report_id, uuid="u-001", date_processed=PROCESSED, product="Firefox",
+                    version="4.0b1",
+                )
+            )
+            conn.execute(
+                model.jobs.insert().values(uuid="u-001", queued_at=PROCESSED)
+            )
+
+        before, after = _upgrade(engine, strategy, "head")
+        assert (before, after) == ("001", migrate.headVersion())
+        assert int(after) >= 2
+
+        with engine.begin() as conn:
+            reports = childTable("reports", monday, strategy.name)
+            kept = conn.execute(sa.select(reports.c.uuid, reports.c.version)).all()
+            assert [tuple(row) for row in kept] == [("u-001", "4.0b1")]
+            assert conn.execute(sa.select(model.jobs.c.uuid)).scalars().all() == ["u-001"]
+            assert conn.execute(sa.select(sa.func.count()).select_from(
+                model.product_versions)).scalar_one() == 0
+
+            version_id = conn.execute(
+                model.product_versions.insert()
+                .values(product="Firefox", version="4.0b1")
+                .returning(model.product_versions.c.id)
+            ).scalar_one()
+            conn.execute(
+                model.version_aliases.insert().values(
+                    product="Firefox", alias="4.0 Beta 1", version_id=version_id
+                )
+            )
+        with pytest.raises(sa.exc.IntegrityError), engine.begin() as conn:
+            conn.execute(model.product_versions.insert().values(product="Firefox", version="4.0b1"))
+        with pytest.raises(sa.exc.IntegrityError), engine.begin() as conn:
+            conn.execute(
+                model.version_aliases.insert().values(
+                    product="Firefox", alias="4.0 Beta 2", version_id=version_id + 1000
+                )
+            )
+        with pytest.raises(sa.exc.IntegrityError), engine.begin() as conn:
+            conn.execute(
+                model.version_aliases.insert().values(
+                    product="Firefox", alias="4.0 Beta 1", version_id=version_id
+                )
+            )
+
+        # running the upgrade again changes nothing
+        assert _upgrade(engine, strategy, "head") == (after, after)
+    finally:
+        engine.dispose()
+
+
+def test_upgraded_tables_match_the_model(emptyUrl):
+    engine, strategy, _ = createEngine(emptyUrl)
+    try:
+        _upgrade(engine, strategy, "head")
+        metadata = sa.MetaData()
+        for table in model.tables_for_dialect(strategy.name):
+            table.to_metadata(metadata)
+        with engine.connect() as conn:
+            context = MigrationContext.configure(conn, opts={"compare_type": True})
+            differences = compare_metadata(context, metadata)
+            inspector = sa.inspect(conn)
+            assert NEW_TABLES <= set(inspector.get_table_names())
+            foreign_keys = inspector.get_foreign_keys("version_aliases")
+        mine = [d for d in differences if NEW_TABLES & set(_tablesNamed(d))]
+        assert mine == []
+        assert [(fk["referred_table"], fk["options"].get("ondelete")) for fk in foreign_keys] == [
+            ("product_versions", "CASCADE")
+        ]
+    finally:
+        engine.dispose()
+
+
+def _tablesNamed(difference) -> list[str]:
+    """Table names mentioned in one compare_metadata difference (which may be nested)."""
+    if isinstance(difference, list):
+        return [name for item in difference for name in _tablesNamed(item)]
+    names = []
+    for part in difference:
+        if isinstance(part, sa.Table):
+            names.append(part.name)
+        elif isinstance(part, str):
+            names.append(part)
+        elif hasattr(part, "table") and isinstance(part.table, sa.Table):
+            names.append(part.table.name)
+    return names
