@@ -95,13 +95,29 @@ class SQLiteStrategy(Strategy):
             cursor.execute("PRAGMA foreign_keys = ON")
             cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
             if wal:
-                cursor.execute("PRAGMA journal_mode = WAL")
+                SQLiteStrategy._enableWal(cursor)
                 cursor.execute("PRAGMA synchronous = NORMAL")
             cursor.close()
 
         @sa.event.listens_for(engine, "begin")
         def onBegin(conn) -> None:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    @staticmethod
+    def _enableWal(cursor) -> None:
+        """Switch the file to WAL (persistent) once; the switch needs the file to itself and
+        does not wait on the busy handler, so a connection racing another retries briefly."""
+        deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+        while True:
+            try:
+                if cursor.execute("PRAGMA journal_mode").fetchone()[0] == "wal":
+                    return
+                cursor.execute("PRAGMA journal_mode = WAL")
+                return
+            except Exception as error:  # sqlite3.OperationalError: database is locked
+                if "locked" not in str(error) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)
 
     def insert(self, table: sa.Table) -> Any:
         return sqlite.insert(table)
