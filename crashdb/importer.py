@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import csv
 import datetime
+import os
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -147,7 +148,11 @@ class LegacySource:
     """The legacy database, reflected; every method is blocking (run it in a thread)."""
 
     def __init__(self, url: str) -> None:
-        self.engine = sa.create_engine(url)
+        parsed = sa.make_url(url)
+        if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+            if not os.path.exists(parsed.database):  # SQLite would create an empty file
+                raise LegacyImportError(f"no such legacy database file: {parsed.database}")
+        self.engine = sa.create_engine(parsed)
         metadata = sa.MetaData()
         try:
             metadata.reflect(self.engine, only=lambda name, _: name in ("reports", "extensions"))
