@@ -45,6 +45,19 @@ class DatabaseNotReadyError(CrashDBError):
     """The database schema is missing or older than this crashdb: run ``crashdb upgrade-db``."""
 
 
+class DatabaseUnavailableError(CrashDBError):
+    """The database did not complete the call within the pool's retry bound, for a transient
+    reason (server down or restarting, connection lost, SQLite write lock held by others,
+    repeated deadlocks). Nothing of the call was written; it may be sent again later.
+    See docs/failures.md."""
+
+
+class CommitOutcomeUnknownError(DatabaseUnavailableError):
+    """The connection was lost while COMMIT was in flight, so the call's writes may or may not
+    be stored. Not retried by crashdb; crashdb's writes are idempotent (per uuid for reports,
+    raw crashes and jobs), so a caller may send the same call again. See docs/failures.md."""
+
+
 class RetryAfterRepair(CrashDBError):  # noqa: N818 - a signal, not a failure callers see
     """Raised inside a ``thd`` to ask the pool to roll back, run ``repair(engine)``, and retry.
 
