@@ -52,7 +52,13 @@ class Strategy:
         raise NotImplementedError
 
     def isRetryable(self, error: sa.exc.DBAPIError) -> bool:
-        """True if ``error`` means the whole transaction was rolled back, so a retry is safe."""
+        """True if ``error``, raised before COMMIT was sent, means the whole transaction was
+        rolled back for a transient reason, so running it again is safe and may succeed."""
+        raise NotImplementedError
+
+    def isConnectionLost(self, error: sa.exc.DBAPIError) -> bool:
+        """True if ``error`` means the session is gone (or never opened): raised during COMMIT,
+        the outcome of the transaction is unknown."""
         raise NotImplementedError
 
     def isMissingTable(self, error: sa.exc.DBAPIError) -> bool:
@@ -129,6 +135,9 @@ class SQLiteStrategy(Strategy):
         return "database is locked" in str(error.orig) or "database table is locked" in str(
             error.orig
         )
+
+    def isConnectionLost(self, error: sa.exc.DBAPIError) -> bool:
+        return False  # an embedded file: a failed COMMIT leaves the transaction uncommitted
 
     def isMissingTable(self, error: sa.exc.DBAPIError) -> bool:
         return "no such table" in str(error.orig)
@@ -219,7 +228,13 @@ class PostgresStrategy(Strategy):
     """PostgreSQL: declarative range partitions attached under a bounded lock timeout."""
 
     name = "postgresql"
-    RETRYABLE_CODES = ("40001", "40P01", "57P01", "57P02", "57P03")
+    #: serialization failure, deadlock, too many connections: the transaction was rolled back
+    RETRYABLE_CODES = ("40001", "40P01", "53300")
+    #: admin/crash shutdown, cannot connect now (starting up, shutting down, recovering)
+    LOST_CODES = ("57P01", "57P02", "57P03")
+    #: connection failures that waiting will not cure: fail at once instead of retrying
+    PERMANENT_CONNECT_ERRORS = ("authentication failed", "does not exist", "pg_hba.conf",
+                                "no password supplied")
 
     @classmethod
     def createEngine(cls, url: sa.URL, threads: int | None) -> tuple[sa.Engine, int]:
@@ -251,12 +266,20 @@ class PostgresStrategy(Strategy):
         return select.with_for_update(skip_locked=True)
 
     def isRetryable(self, error: sa.exc.DBAPIError) -> bool:
+        if getattr(error.orig, "pgcode", None) in self.RETRYABLE_CODES:
+            return True
+        if not self.isConnectionLost(error):
+            return False
+        message = str(error.orig)
+        return not any(text in message for text in self.PERMANENT_CONNECT_ERRORS)
+
+    def isConnectionLost(self, error: sa.exc.DBAPIError) -> bool:
         if error.connection_invalidated:
             return True
         code = getattr(error.orig, "pgcode", None)
         if code is None:  # raised by libpq on our side: no server connection to speak of
-            return isinstance(error, sa.exc.OperationalError)
-        return code in self.RETRYABLE_CODES or code.startswith("08")
+            return isinstance(error, sa.exc.OperationalError | sa.exc.InterfaceError)
+        return code.startswith("08") or code in self.LOST_CODES
 
     def isMissingTable(self, error: sa.exc.DBAPIError) -> bool:
         return getattr(error.orig, "pgcode", None) == "42P01"
