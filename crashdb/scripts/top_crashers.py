@@ -13,7 +13,7 @@ from crashdb.connector import DBConnector
 NAME = "top-crashers"
 HELP = "show the top crash signatures of a product (from the daily rollup)"
 
-SIGNATURE_WIDTH = 60
+SIGNATURE_WIDTH = 56
 
 
 def addArguments(parser: argparse.ArgumentParser) -> None:
@@ -26,7 +26,7 @@ def addArguments(parser: argparse.ArgumentParser) -> None:
     addDbArgument(parser)
 
 
-def _change(crasher: dict[str, Any]) -> str:
+def _move(crasher: dict[str, Any]) -> str:
     previous = crasher["previous_rank"]
     if previous is None:
         return "new"
@@ -41,16 +41,16 @@ def _shorten(text: str, width: int) -> str:
 def formatTable(crashers: Sequence[dict[str, Any]], title: str) -> str:
     """A plain-text table of ``getTopCrashers`` rows under ``title``.
 
-    ``change`` is the move since the period before (+2 = up two places; ``new`` = unranked).
+    ``move`` is the change of rank since the period before (+2 = up two places; ``new`` = unranked).
     """
-    header = (f"{'rank':>4} {'change':>6} {'count':>7} {'%':>6} {'win':>6} {'mac':>6} {'lin':>6}"
+    header = (f"{'rank':>4} {'move':>4} {'count':>6} {'%':>5} {'win':>5} {'mac':>5} {'lin':>5}"
               f" {'hang':>5} {'start':>5}  signature")
     rows = []
     for c in crashers:
         signature = _shorten(c["signature"] or "(no signature)", SIGNATURE_WIDTH)
         rows.append(
-            f"{c['rank']:>4} {_change(c):>6} {c['count']:>7} {c['percent']:>6.2f}"
-            f" {c['win_count']:>6} {c['mac_count']:>6} {c['lin_count']:>6}"
+            f"{c['rank']:>4} {_move(c):>4} {c['count']:>6} {c['percent']:>5.1f}"
+            f" {c['win_count']:>5} {c['mac_count']:>5} {c['lin_count']:>5}"
             f" {c['hang_count']:>5} {c['startup_count']:>5}  {signature}"
         )
     widest = max((len(row) for row in rows), default=len(header))
