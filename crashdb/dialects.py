@@ -76,6 +76,7 @@ class SQLiteStrategy(Strategy):
     """Embedded SQLite: foreign keys on, WAL, immediate transactions, per-week plain tables."""
 
     name = "sqlite"
+    _children: tuple[int, list[tuple[str, datetime.datetime]]] | None = None
 
     @classmethod
     def createEngine(cls, url: sa.URL, threads: int | None) -> tuple[sa.Engine, int]:
@@ -154,6 +155,15 @@ class SQLiteStrategy(Strategy):
             return kind == ("true" if value else "false")
         return sa.and_(kind.in_(self.JSON_TYPES[type(value)]),
                        sa.func.json_extract(column, path) == value)
+
+    def listChildren(self, conn: sa.Connection) -> list[tuple[str, datetime.datetime]]:
+        """Cached per schema version, a counter SQLite bumps on every schema change (by any
+        process), so a read of a date range costs one PRAGMA instead of a catalog scan."""
+        version = conn.exec_driver_sql("PRAGMA schema_version").scalar_one()
+        cached = self._children
+        if cached is None or cached[0] != version:
+            cached = self._children = (version, super().listChildren(conn))
+        return cached[1]
 
     def _childNames(self, conn: sa.Connection) -> list[str]:
         rows = conn.exec_driver_sql("SELECT name FROM sqlite_master WHERE type = 'table'")

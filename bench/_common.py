@@ -1,0 +1,51 @@
+"""Shared set-up for the benchmarks: a database URL, or a throwaway PostgreSQL."""
+
+from __future__ import annotations
+
+import contextlib
+import statistics
+import time
+from collections.abc import Callable, Iterator
+
+from crashdb.test.util.db import upgradeUrl
+
+
+@contextlib.contextmanager
+def postgresUrl(given: str | None) -> Iterator[str]:
+    """``given``, or the URL of a throwaway PostgreSQL server stopped afterwards."""
+    if given:
+        yield given
+        return
+    from crashdb.test.util.pgserver import PostgresServer
+
+    server = PostgresServer()
+    server.start()
+    try:
+        yield server.url
+    finally:
+        server.cleanup()
+
+
+def freshDatabase(adminUrl: str, name: str) -> str:
+    """A new migrated database called ``name`` on the server of ``adminUrl``."""
+    import sqlalchemy as sa
+
+    url = sa.make_url(adminUrl).set(drivername="postgresql+psycopg2")
+    engine = sa.create_engine(url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    engine.dispose()
+    fresh = url.set(database=name).render_as_string(hide_password=False)
+    upgradeUrl(fresh)
+    return fresh
+
+
+def median(function: Callable[[], object], repeat: int) -> float:
+    """Median wall time of ``function()`` in seconds."""
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
