@@ -9,6 +9,7 @@ import random
 import pytest
 import pytest_twisted
 import sqlalchemy as sa
+from twisted.internet import defer
 
 from crashdb.exceptions import InvalidInputError
 from crashdb.test.fake import fakedb
@@ -309,3 +310,17 @@ def test_update_rejects_a_datetime_or_a_string(db):
             yield db.tcbs.updateTcbs(bad)
         assert info.value.field == "day"
     assert (yield readTcbs(db)) == {}
+
+
+@pytest_twisted.inlineCallbacks
+def test_concurrent_updates_of_the_same_day_all_succeed(realdb):
+    rng = random.Random(66)
+    rows = randomReports(rng, days=1, count=200)
+    yield realdb.insertTestData(rows)
+    results = yield defer.gatherResults(
+        [realdb.tcbs.updateTcbs(FIRST_DAY) for _ in range(6)], consumeErrors=True
+    )
+    expected = bruteForceDay(rows, FIRST_DAY)
+    assert results == [len(expected)] * 6
+    stored = yield readTcbs(realdb, FIRST_DAY)
+    assert {key[1:]: counts for key, counts in stored.items()} == expected
