@@ -34,6 +34,7 @@ from twisted.internet import defer, threads
 from crashdb import model
 from crashdb.base import batched
 from crashdb.exceptions import CrashDBError, InvalidInputError
+from crashdb.partitions import weekStart
 from crashdb.validation import RowValidator
 
 UTC = datetime.UTC
@@ -369,6 +370,7 @@ class LegacyImporter:
         self.progress = progress
         self.reactor = reactor
         self.summary = ImportSummary()
+        self.weeks: set[datetime.datetime] = set()
 
     def _inThread(self, function: Callable[..., Any], *args: Any) -> defer.Deferred:
         return threads.deferToThreadPool(self.reactor, self.reactor.getThreadPool(), function,
@@ -435,6 +437,7 @@ class LegacyImporter:
                 continue
             accepted.append(prepared)
         await self._addNewVersions(accepted, mapper)
+        await self._ensureWeeks(accepted)
         stored = await self._write(accepted)
         summary.written += len(stored)
         summary.aliased += sum(1 for p in stored if p.how == ALIAS)
@@ -453,6 +456,16 @@ class LegacyImporter:
                 await self.db.versions.addProductVersion(*key)
                 mapper.canonical.add(key)
                 self.summary.new_versions.append(key)
+
+    async def _ensureWeeks(self, accepted: list[Prepared]) -> None:
+        """Create the batch's weeks up front: a batch of legacy rows may span many weeks, and
+        the bulk path would otherwise roll back and repair once per missing week."""
+        for prepared in accepted:
+            assert prepared.report is not None
+            monday = weekStart(prepared.report["date_processed"])
+            if monday not in self.weeks:
+                await self.db.partitions.ensureWeek(monday)
+                self.weeks.add(monday)
 
     async def _write(self, accepted: list[Prepared]) -> list[Prepared]:
         """Write through the bulk path; a row it still refuses is rejected on its own and the

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import datetime
-import os
-import uuid as uuidlib
 
 import pytest
 import sqlalchemy as sa
@@ -15,6 +13,7 @@ from crashdb import migrate, model
 from crashdb.dialects import createEngine
 from crashdb.partitions import childTable, weekStart
 from crashdb.test.util.db import PostgresUnavailable, postgres, requirePostgres
+from crashdb.test.util.legacy import newEmptyPostgresDatabase
 
 UTC = datetime.UTC
 PROCESSED = datetime.datetime(2012, 10, 16, 12, 0, tzinfo=UTC)
@@ -28,17 +27,11 @@ def emptyUrl(request, tmp_path):
         yield f"sqlite:///{tmp_path / 'empty.sqlite'}"
         return
     try:
-        admin = sa.make_url(postgres.adminUrl())
+        url = newEmptyPostgresDatabase("crashdb_migration")
     except PostgresUnavailable as error:
         if requirePostgres():
             pytest.fail(str(error))
         pytest.skip(str(error))
-    name = f"crashdb_migration_{os.getpid()}_{uuidlib.uuid4().hex[:8]}"
-    engine = sa.create_engine(admin, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
-    with engine.connect() as conn:
-        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    engine.dispose()
-    url = admin.set(database=name).render_as_string(hide_password=False)
     yield url
     postgres.dropDatabase(url)
 

@@ -15,6 +15,7 @@ reconciliation is counted from those annotations, not computed by importer code.
 from __future__ import annotations
 
 import datetime
+import os
 import random
 import uuid as uuidlib
 from collections.abc import Iterable, Iterator
@@ -321,6 +322,22 @@ def buildProblemDatabase(url: str) -> ProblemDatabase:
     writeLegacy(url, (row.legacy() for row in rows))
     new_versions = [("Firefox", "3.7a1pre"), ("Thunderbird", "3.1")]
     return ProblemDatabase(url, rows, new_versions)
+
+
+def newEmptyPostgresDatabase(prefix: str = "crashdb_legacy") -> str:
+    """The URL of a new, empty database on the test PostgreSQL (drop it with
+    ``postgres.dropDatabase(url)``); raises PostgresUnavailable when there is none."""
+    from crashdb.test.util.db import postgres
+
+    admin = sa.make_url(postgres.adminUrl())
+    name = f"{prefix}_{os.getpid()}_{uuidlib.uuid4().hex[:8]}"
+    engine = sa.create_engine(admin, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    finally:
+        engine.dispose()
+    return admin.set(database=name).render_as_string(hide_password=False)
 
 
 # -- large databases for the benchmark ------------------------------------------------------------
