@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import datetime
+import subprocess
+import sys
 
 import pytest
 import pytest_twisted
+import sqlalchemy as sa
 
+from crashdb import model
 from crashdb.exceptions import InvalidInputError
 from crashdb.test.fake import fakedb
 
@@ -187,3 +191,60 @@ def test_set_processor_state_rejects_bad_arguments(db):
     assert info.value.field == "active"
     with pytest.raises(InvalidInputError):
         yield db.processors.getProcessor(None)
+
+
+# -- crashdb housekeeping (cron) -----------------------------------------------------------------
+
+
+def crashdbCommand(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "crashdb", *args], capture_output=True,
+                          text=True, timeout=120)
+
+
+@pytest.mark.parametrize("dbUrl", ["sqlite", "postgresql"], indirect=True)
+def test_housekeeping_expires_silent_processors_and_prunes_old_jobs(dbUrl):
+    now = datetime.datetime.now(UTC)
+    engine = sa.create_engine(dbUrl)
+    try:
+        with engine.begin() as conn:
+            conn.execute(model.processors.insert(), [
+                {"id": 1, "name": "dead", "active": True, "last_active": now - 10 * MINUTE},
+                {"id": 2, "name": "alive", "active": True, "last_active": now},
+            ])
+            job = {"queued_at": now, "claimed_at": now, "complete": False, "success": None,
+                   "completed_at": None}  # an executemany takes its columns from the first row
+            conn.execute(model.jobs.insert(), [
+                {**job, "id": 1, "uuid": "held-by-dead", "claimed_by_processorid": 1},
+                {**job, "id": 2, "uuid": "held-by-alive", "claimed_by_processorid": 2},
+                {**job, "id": 3, "uuid": "old", "claimed_by_processorid": 2, "complete": True,
+                 "success": True, "completed_at": now - datetime.timedelta(days=8)},
+                {**job, "id": 4, "uuid": "recent", "claimed_by_processorid": 2, "complete": True,
+                 "success": True, "completed_at": now - datetime.timedelta(days=6)},
+            ])
+        result = crashdbCommand("housekeeping", "--db", dbUrl)
+        assert result.returncode == 0, result.stderr
+        assert "expired processors 1 " in result.stdout
+        assert "pruned 1 jobs" in result.stdout
+        with engine.connect() as conn:
+            jobs = dict(conn.execute(sa.select(model.jobs.c.uuid,
+                                               model.jobs.c.claimed_by_processorid)).all())
+            active = dict(conn.execute(sa.select(model.processors.c.name,
+                                                 model.processors.c.active)).all())
+        assert jobs == {"held-by-dead": None, "held-by-alive": 2, "recent": 2}
+        assert active == {"dead": False, "alive": True}
+
+        again = crashdbCommand("housekeeping", "--db", dbUrl, "--keep-days", "0",
+                               "--no-expire")
+        assert again.returncode == 0, again.stderr
+        assert "pruned 1 jobs" in again.stdout and "expire" not in again.stdout
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize("flag", [["--expire-after", "0"], ["--keep-days", "-1"],
+                                  ["--keep-days", "1e12"]])
+def test_housekeeping_rejects_bad_flags_in_one_line(dbUrl, flag):
+    result = crashdbCommand("housekeeping", "--db", dbUrl, *flag)
+    assert result.returncode == 1
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert result.stderr.startswith("crashdb: error:")
