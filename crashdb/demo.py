@@ -398,6 +398,7 @@ DEFAULT_CRASHES = 4000
 DEFAULT_PROCESSORS = 3
 COLLECTOR_BATCH = 100  # crashes stored before their jobs are queued together
 COLLECTOR_CONCURRENCY = 4
+PROCESSOR_CONCURRENCY = 4  # jobs each processor runs at once
 POLL_SECONDS = 0.2
 
 
@@ -476,7 +477,7 @@ class Demo:
         try:
             with Progress("collecting and processing crashes", total=len(crashes),
                           stream=self.progress_stream) as self._progress:
-                await self._collect(crashes)
+                await self._collect(crashes, services)
                 await self._waitForJobs()
         finally:
             for service in services:
@@ -495,7 +496,9 @@ class Demo:
 
     # -- the collector --
 
-    async def _collect(self, crashes: list[tuple[str, datetime.datetime, dict]]) -> None:
+    async def _collect(
+        self, crashes: list[tuple[str, datetime.datetime, dict]], services: list[Any]
+    ) -> None:
         """Store raw crashes (a few at a time), then queue their jobs, batch by batch."""
         semaphore = defer.DeferredSemaphore(COLLECTOR_CONCURRENCY)
         for start in range(0, len(crashes), COLLECTOR_BATCH):
@@ -506,6 +509,8 @@ class Demo:
             )
             await self.db.jobs.addJobs([uuid for uuid, _, _ in batch])
             self.result.collected += len(batch)
+            for service in services:
+                service.wakeUp()  # as a collector's notification would
 
     # -- the processors --
 
@@ -515,11 +520,11 @@ class Demo:
         services = []
         for number in range(1, self.processors + 1):
             name = f"demo-processor-{number}"
-            # a demo killed earlier may have left claims under this name: release them
-            processorid = await self.db.processors.findProcessorId(name)
-            await self.db.processors.setProcessorState(processorid, False)
-            service = ProcessorService(self.db, name, self._processor(name))
-            service.startService()
+            # (a demo killed earlier may have left claims under this name: the service's start
+            # releases them)
+            service = ProcessorService(self.db, name, self._processor(name), batchSize=10,
+                                       concurrency=PROCESSOR_CONCURRENCY, clock=self.reactor)
+            await service.startService()
             services.append(service)
         return services
 
