@@ -51,6 +51,11 @@ class Strategy:
         concurrent claimers take different jobs without waiting on each other."""
         raise NotImplementedError
 
+    def codePointOrder(self, expression: sa.ColumnElement) -> sa.ColumnElement:
+        """``expression`` to ORDER BY in code point order (Python's ``sorted``) whatever the
+        database's collation, so rankings break ties identically on every backend."""
+        raise NotImplementedError
+
     def isRetryable(self, error: sa.exc.DBAPIError) -> bool:
         """True if ``error``, raised before COMMIT was sent, means the whole transaction was
         rolled back for a transient reason, so running it again is safe and may succeed."""
@@ -131,6 +136,9 @@ class SQLiteStrategy(Strategy):
 
     def skipLocked(self, select: sa.Select) -> sa.Select:
         return select  # BEGIN IMMEDIATE: one writer at a time, nothing to skip
+
+    def codePointOrder(self, expression: sa.ColumnElement) -> sa.ColumnElement:
+        return expression  # BINARY, SQLite's default collation, compares UTF-8 bytes
 
     def isRetryable(self, error: sa.exc.DBAPIError) -> bool:
         return "database is locked" in str(error.orig) or "database table is locked" in str(
@@ -274,6 +282,9 @@ class PostgresStrategy(Strategy):
 
     def skipLocked(self, select: sa.Select) -> sa.Select:
         return select.with_for_update(skip_locked=True)
+
+    def codePointOrder(self, expression: sa.ColumnElement) -> sa.ColumnElement:
+        return expression.collate("C")  # byte order of UTF-8: code point order
 
     def isRetryable(self, error: sa.exc.DBAPIError) -> bool:
         if getattr(error.orig, "pgcode", None) in self.RETRYABLE_CODES:

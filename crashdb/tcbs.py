@@ -141,12 +141,13 @@ class TcbsConnectorComponent(DBConnectorComponent):
             if version is not None:
                 where.append(tcbs.c.version == version)
             total = sa.func.sum(tcbs.c.count)
+            bySignature = self.db.strategy.codePointOrder(tcbs.c.signature)
             return (
                 sa.select(
                     tcbs.c.signature,
                     *(sa.func.sum(tcbs.c[column]).label(column) for column in COUNT_COLUMNS),
                     sa.func.row_number()
-                    .over(order_by=(total.desc(), tcbs.c.signature))
+                    .over(order_by=(total.desc(), bySignature))
                     .label("rank"),
                     sa.func.sum(total).over().label("total"),
                 )

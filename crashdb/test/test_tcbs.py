@@ -324,3 +324,24 @@ def test_concurrent_updates_of_the_same_day_all_succeed(realdb):
     assert results == [len(expected)] * 6
     stored = yield readTcbs(realdb, FIRST_DAY)
     assert {key[1:]: counts for key, counts in stored.items()} == expected
+
+
+@pytest_twisted.inlineCallbacks
+def test_ties_follow_code_point_order_whatever_the_collation(db):
+    if db.backend == "postgresql":  # a linguistic collation would put "a" before "B"
+
+        def useIcuCollation(conn):
+            if conn.exec_driver_sql(
+                "SELECT 1 FROM pg_collation WHERE collname = 'und-x-icu'"
+            ).scalar():
+                conn.exec_driver_sql(
+                    'ALTER TABLE tcbs ALTER COLUMN signature TYPE varchar(255) COLLATE "und-x-icu"'
+                )
+
+        yield db.pool.do(useIcuCollation)
+    day = datetime.date(2012, 10, 16)
+    signatures = ["a", "B", "_x", "Zed", "é", "e", "@0x0", ""]
+    yield db.insertTestData([report(day, signature=s) for s in signatures])
+    yield db.tcbs.updateTcbs(day)
+    crashers = yield db.tcbs.getTopCrashers("Firefox", start_day=day, end_day=day + DAY)
+    assert [c["signature"] for c in crashers] == sorted(signatures)
