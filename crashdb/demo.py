@@ -400,6 +400,7 @@ COLLECTOR_BATCH = 100  # crashes stored before their jobs are queued together
 COLLECTOR_CONCURRENCY = 4
 PROCESSOR_CONCURRENCY = 4  # jobs each processor runs at once
 POLL_SECONDS = 0.2
+STALL_SECONDS = 60.0  # without a crash processed: give up waiting
 
 
 @dataclasses.dataclass
@@ -409,7 +410,7 @@ class DemoResult:
     url: str
     schema: tuple[str | None, str | None]
     collected: int = 0
-    processed: int = 0
+    processed: int = 0  # this run's jobs processed, failed ones included
     failed: int = 0
     days: list[datetime.date] = dataclasses.field(default_factory=list)
     rolled_up: int = 0
@@ -482,9 +483,10 @@ class Demo:
         finally:
             for service in services:
                 await service.stopService()
+        made = self.result.processed - self.result.failed
         self.out(f"collected {self.result.collected} crashes over {DEMO_DAYS} days; "
-                 f"{self.processors} processors made {self.result.processed} reports"
-                 + (f" ({self.result.failed} failed)" if self.result.failed else ""))
+                 f"{self.processors} processors made {made} reports"
+                 + (f" ({self.result.failed} crashes failed)" if self.result.failed else ""))
         self.result.days = _rollupDays(generator.start, now)
         await self._rollUp()
         await self._showTopCrashers(now.date() + DAY)
@@ -537,6 +539,7 @@ class Demo:
     async def _process(self, name: str, job: dict[str, Any]) -> None:
         """A processor's work on one job: raw crash in, report out."""
         uuid = job["uuid"]
+        ours = uuid in self._ours
         try:
             try:
                 day: datetime.datetime | None = dayOfUuid(uuid)
@@ -547,20 +550,30 @@ class Demo:
                 raise CrashDBError(f"no raw crash for {uuid}")
             await self.db.reports.addReport(reportFromRawCrash(uuid, raw, name))
         except Exception:
-            self.result.failed += 1
+            self.result.failed += ours
             raise
         finally:
-            if uuid in self._ours:
+            if ours:
                 self.result.processed += 1
                 if self._progress is not None:
                     self._progress.update(self.result.processed)
 
     async def _waitForJobs(self) -> None:
-        """Until none of this run's jobs is left incomplete."""
+        """Until none of this run's jobs is left incomplete; CrashDBError if processing stalls
+        (say, a job held by a processor elsewhere that died and was never expired)."""
+        seen, lastChange = -1, time.monotonic()
         while True:
-            pending = await self.db.jobs.getJobs(complete=False)
-            if not any(job["uuid"] in self._ours for job in pending):
-                return
+            if self.result.processed >= len(self._ours):  # only then ask the database
+                pending = await self.db.jobs.getJobs(complete=False)
+                left = sum(job["uuid"] in self._ours for job in pending)
+                if not left:
+                    return
+            else:
+                left = len(self._ours) - self.result.processed
+            if self.result.processed != seen:
+                seen, lastChange = self.result.processed, time.monotonic()
+            elif time.monotonic() - lastChange > STALL_SECONDS:
+                raise CrashDBError(f"processing stalled: {left} jobs of this run left incomplete")
             await task.deferLater(self.reactor, POLL_SECONDS, lambda: None)
 
     # -- the rollup and the report --

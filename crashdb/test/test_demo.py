@@ -102,12 +102,36 @@ def test_the_pipeline_processes_every_crash_and_rolls_up_every_report(db):
                                   for name in result.created)
 
 
-def _runDemo(directory, *args: str) -> subprocess.CompletedProcess:
+def _crashdb(directory, *args: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != "CRASHDB_URL"}
     return subprocess.run(
-        [sys.executable, "-m", "crashdb", "demo", *args],
+        [sys.executable, "-m", "crashdb", *args],
         cwd=directory, env=env, capture_output=True, text=True, timeout=300,
     )
+
+
+def _runDemo(directory, *args: str) -> subprocess.CompletedProcess:
+    return _crashdb(directory, "demo", *args)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--product", "Firefox", "--days", "0"], "--days must be at least 1"),
+        (["--product", "Firefox", "--limit", "0"], "--limit must be at least 1"),
+        (["--product", "F" * 31], "field 'product': longer than 30 characters (31)"),
+    ],
+)
+def test_top_crashers_mistakes_are_one_line(dbUrl, tmp_path, args, message):
+    result = _crashdb(tmp_path, "top-crashers", "--db", dbUrl, *args)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [f"crashdb: error: {message}"]
+
+
+def test_top_crashers_on_a_database_never_upgraded(tmp_path):
+    result = _crashdb(tmp_path, "top-crashers", "--product", "Firefox")
+    assert result.returncode == 1
+    assert "run `crashdb upgrade-db`" in result.stderr and "Traceback" not in result.stderr
 
 
 @pytest_twisted.inlineCallbacks
@@ -123,6 +147,12 @@ def test_demo_command_from_a_fresh_directory_twice(tmp_path):
     second = _runDemo(tmp_path, "--crashes", "300")
     assert second.returncode == 0, second.stderr
     assert "Top crashers: Firefox (all versions)" in second.stdout
+    top = _crashdb(tmp_path, "top-crashers", "--product", "Firefox", "--version", "17.0b3",
+                   "--limit", "3")
+    assert top.returncode == 0, top.stderr
+    lines = top.stdout.splitlines()
+    assert lines[0].startswith("Top crashers: Firefox 17.0b3, ") and len(lines) == 3 + 3
+    assert lines[3].split()[:2] == ["1", "new"] and "mozilla::dom::WebSocket::Send" in lines[3]
     db = DBConnector(f"sqlite:///{tmp_path / 'crashdb.sqlite'}")
     try:
         yield db.setup()
