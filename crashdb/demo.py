@@ -476,7 +476,7 @@ class Demo:
         self._ours = {uuid for uuid, _, _ in crashes}
         services = await self._startProcessors()
         try:
-            with Progress("collecting and processing crashes", total=len(crashes),
+            with Progress("processing crashes", total=len(crashes),
                           stream=self.progress_stream) as self._progress:
                 await self._collect(crashes, services)
                 await self._waitForJobs()

@@ -11,6 +11,7 @@ few seconds and when the work ends, so logs show progress without a flood of car
 
 from __future__ import annotations
 
+import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -55,6 +56,8 @@ class Progress:
             isatty = getattr(self.stream, "isatty", None)
             interactive = bool(isatty and isatty())
         self.interactive = interactive
+        # a line longer than the terminal wraps, and "\r" then redraws only its last part
+        self.columns = shutil.get_terminal_size((80, 24)).columns - 1 if interactive else 0
         self.interval = interval
         self.clock = clock
         self.started = clock()
@@ -83,6 +86,7 @@ class Progress:
         now = self.clock()
         text = message if message is not None else self.describe(now, final=True)
         if self.interactive:
+            text = text[: self.columns]
             self._write("\r" + text.ljust(self._lineWidth) + "\n")
         else:
             self._write(text + "\n")
@@ -112,6 +116,7 @@ class Progress:
         self._lastShown = now
         text = self.describe(now)
         if self.interactive:
+            text = text[: self.columns]
             self._write("\r" + text.ljust(self._lineWidth))
             self._lineWidth = max(self._lineWidth, len(text))
         else:

@@ -52,3 +52,15 @@ def test_unknown_total_counts_and_finish_is_idempotent():
     progress.finish("rows: 500 done")
     progress.finish()
     assert stream.getvalue().splitlines() == ["rows 500 250/s", "rows: 500 done"]
+
+
+def test_terminal_lines_never_wrap(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "40")
+    stream, clock = io.StringIO(), Clock()
+    progress = Progress("a rather long label for the work", total=1000, stream=stream,
+                        interactive=True, clock=clock)
+    for step in range(1, 11):
+        clock.now = float(step)
+        progress.advance(100)
+    progress.finish()
+    assert all(len(line) <= 39 for line in stream.getvalue().replace("\r", "\n").splitlines())
