@@ -1,11 +1,19 @@
 """Running database work off the reactor thread, one transaction per call.
 
 A ``thd(conn, *args, **kw)`` function runs inside a transaction that the pool owns: commit when
-it returns, roll back when it raises. A ``thd`` never commits by itself. The pool retries a
-``thd`` only when nothing of it can have committed (a dead connection before COMMIT was sent, a
-SQLite write lock not obtained, a PostgreSQL deadlock or serialization failure, all of which roll
-the whole transaction back), with a bounded back-off, and logs each retry. So a ``thd`` must only
-touch the database: it may run more than once.
+it returns, roll back when it raises. A ``thd`` never commits by itself. The pool runs a ``thd``
+again only when nothing of it can have committed: the error came before COMMIT was sent (a dead
+or refused connection, a SQLite write lock not obtained, a PostgreSQL deadlock or serialization
+failure), or the server answered the COMMIT with an error that rolled it back. A connection lost
+while COMMIT was in flight leaves the outcome unknown: that is never retried, the caller gets
+:class:`~crashdb.exceptions.CommitOutcomeUnknownError`. So a ``thd`` must only touch the
+database: it may run more than once.
+
+Retries back off from 0.05 s, doubling up to 1 s, until ``retryWindow`` seconds (10 by default)
+after the call was made, then the caller gets :class:`~crashdb.exceptions.DatabaseUnavailableError`.
+The window counts from the call, not from when a thread picked it up, so work queued behind an
+outage fails promptly instead of each call waiting a window of its own. docs/failures.md has the
+whole story.
 """
 
 from __future__ import annotations
@@ -20,60 +28,136 @@ import sqlalchemy as sa
 from twisted.internet import defer, threads
 from twisted.python import threadpool
 
-from crashdb.exceptions import CrashDBError, RetryAfterRepair
+from crashdb.exceptions import (
+    CommitOutcomeUnknownError,
+    CrashDBError,
+    DatabaseUnavailableError,
+    RetryAfterRepair,
+)
 
 log = logging.getLogger("crashdb.pool")
 
 T = TypeVar("T")
 
-MAX_ATTEMPTS = 6  # back-off 0.05 s doubling: under 2 s of sleeping in all
+RETRY_WINDOW = 10.0  # seconds after a call was made during which transient errors are retried
+FIRST_DELAY = 0.05
+MAX_DELAY = 1.0
 MAX_REPAIRS = 5
+
+
+class _TransactionLost(Exception):  # noqa: N818 - internal signal
+    """The connection died inside ``thd`` but ``thd`` raised or returned something else: the
+    transaction is gone, so running it again is safe."""
+
+
+def _reason(error: BaseException) -> str:
+    orig = getattr(error, "orig", None) or error.__cause__ or error
+    lines = str(orig).strip().splitlines()
+    return lines[0] if lines else type(orig).__name__
 
 
 def run_in_transaction(
     engine: sa.Engine, strategy: Any, thd: Callable[..., T], *args: Any, **kw: Any
 ) -> T:
-    """Run ``thd(conn, *args, **kw)`` in a transaction, retrying only where that is safe."""
+    """Run ``thd(conn, *args, **kw)`` in a transaction, retrying only where that is safe,
+    for up to :data:`RETRY_WINDOW` seconds from now."""
+    return _runInTransaction(engine, strategy, time.monotonic() + RETRY_WINDOW, thd, args, kw)
+
+
+def _runInTransaction(
+    engine: sa.Engine,
+    strategy: Any,
+    deadline: float,
+    thd: Callable[..., T],
+    args: tuple,
+    kw: dict[str, Any],
+) -> T:
+    """The retry loop: transient errors are retried until ``deadline`` (``time.monotonic()``)."""
     repairs = 0
     attempt = 0
+    repair: Callable[[Any], object] | None = None
     while True:
-        committing = False
+        attempt += 1
+        stage = "connect"
         try:
+            if repair is not None:
+                stage = "repair"  # repairs are idempotent DDL in transactions of their own
+                repair(engine)
+                repair = None
+                stage = "connect"
             with engine.connect() as conn:
-                trans = conn.begin()
+                trans = conn.begin()  # SQLite: BEGIN IMMEDIATE, which may find the file locked
+                stage = "work"
                 try:
                     result = thd(conn, *args, **kw)
-                except BaseException:
+                except BaseException as error:
                     if trans.is_active:
                         try:
                             trans.rollback()
                         except sa.exc.DBAPIError:
                             pass  # the connection is gone; the server rolled back for us
+                    if conn.invalidated and isinstance(error, Exception) and not isinstance(
+                        error, sa.exc.DBAPIError | RetryAfterRepair
+                    ):
+                        raise _TransactionLost(_reason(error)) from error
                     raise
-                committing = True
+                if conn.invalidated:  # thd swallowed a disconnect: nothing left to commit
+                    raise _TransactionLost("the connection was lost during the transaction")
+                stage = "commit"
                 trans.commit()
-                return result
+                stage = "committed"
+            return result
         except RetryAfterRepair as signal:
             repairs += 1
             if repairs > MAX_REPAIRS:
                 raise CrashDBError(f"gave up after {MAX_REPAIRS} repairs: {signal}") from signal
             log.info("retrying after repair: %s", signal)
-            signal.repair(engine)
-        except sa.exc.DBAPIError as error:
-            attempt += 1
-            if committing or attempt >= MAX_ATTEMPTS or not strategy.isRetryable(error):
-                raise
-            delay = 0.05 * 2 ** (attempt - 1)
-            reason = (str(error.orig).strip().splitlines() or [type(error.orig).__name__])[0]
-            log.warning("retrying database call in %.2fs (attempt %d): %s", delay, attempt, reason)
+            repair = signal.repair
+            attempt -= 1  # a repair is progress, not a failed attempt
+        except (sa.exc.DBAPIError, sa.exc.TimeoutError, _TransactionLost) as error:
+            if stage == "committed":  # closing the connection failed; the COMMIT went through
+                log.warning("error after commit, ignored: %s", _reason(error))
+                return result
+            if not _isRetryable(strategy, error, stage):
+                if stage == "commit" and strategy.isConnectionLost(error):
+                    raise CommitOutcomeUnknownError(
+                        "the connection to the database was lost during COMMIT, so it is unknown "
+                        f"whether the call's writes were stored ({_reason(error)}); crashdb's "
+                        "writes are idempotent, so the call may be sent again"
+                    ) from error
+                raise  # a real error: the caller sees the database's own words
+            now = time.monotonic()
+            if now >= deadline:
+                raise DatabaseUnavailableError(
+                    f"database unavailable: {_reason(error)} "
+                    f"(gave up after {attempt} attempt{'s' if attempt > 1 else ''})"
+                ) from error
+            delay = min(MAX_DELAY, FIRST_DELAY * 2 ** (attempt - 1), deadline - now)
+            log.warning(
+                "retrying database call in %.2fs (attempt %d, %s): %s",
+                delay, attempt, stage, _reason(error),
+            )
             time.sleep(delay)
+
+
+def _isRetryable(strategy: Any, error: BaseException, stage: str) -> bool:
+    """Whether running the call again is safe (nothing can have committed) and may help."""
+    if isinstance(error, _TransactionLost):
+        return True
+    if isinstance(error, sa.exc.TimeoutError):  # no pooled connection came free in time
+        return stage != "commit"
+    if stage == "commit":
+        # the server answered COMMIT with an error (rolled back); a lost connection is unknown
+        return not strategy.isConnectionLost(error) and strategy.isRetryable(error)
+    return strategy.isRetryable(error)
 
 
 class DBThreadPool:
     """Runs ``thd`` functions on a Twisted thread pool and returns Deferreds.
 
     The threads start with the first call; ``stop()`` (also run at reactor shutdown) lets queued
-    work finish, joins every thread and disposes of the engine's connections.
+    work finish, joins every thread and disposes of the engine's connections. ``retryWindow``
+    is how long after a call transient errors are retried (see the module docstring).
     """
 
     def __init__(self, engine: sa.Engine, strategy: Any, threads: int, reactor: Any = None) -> None:
@@ -84,9 +168,11 @@ class DBThreadPool:
         self.engine = engine
         self.strategy = strategy
         self.reactor = reactor
+        self.retryWindow: float = RETRY_WINDOW
         self._threadpool = threadpool.ThreadPool(minthreads=1, maxthreads=threads, name="crashdb")
         self._started = False
         self._stopped = False
+        self._stopDone: defer.Deferred | None = None
         self._shutdown_trigger: Any = None
 
     def _start(self) -> None:
@@ -105,11 +191,14 @@ class DBThreadPool:
 
     def do(self, thd: Callable[..., Any], *args: Any, **kw: Any) -> defer.Deferred:
         """Run ``thd(conn, *args, **kw)`` in a thread, in a transaction; Deferred of its result."""
-        return self._defer(run_in_transaction, self.engine, self.strategy, thd, *args, **kw)
+        deadline = time.monotonic() + self.retryWindow
+        return self._defer(
+            _runInTransaction, self.engine, self.strategy, deadline, thd, args, kw
+        )
 
     def do_with_engine(self, function: Callable[..., Any], *args: Any, **kw: Any) -> defer.Deferred:
         """Run ``function(engine, *args, **kw)`` in a thread: for schema work, which manages
-        its own transactions."""
+        its own transactions (and is not retried)."""
         return self._defer(function, self.engine, *args, **kw)
 
     def _stopAtShutdown(self) -> defer.Deferred:
@@ -117,9 +206,21 @@ class DBThreadPool:
         return self.stop()
 
     def stop(self) -> defer.Deferred:
-        """Finish queued work, join the threads and dispose of the engine; idempotent."""
-        if self._stopped:
-            return defer.succeed(None)
+        """Finish queued work, join the threads and dispose of the engine. Calls made after
+        ``stop()`` fail with CrashDBError. Idempotent: every call's Deferred fires when the
+        pool is fully stopped."""
+        if self._stopDone is None:
+            self._stopDone = self._stop()
+        done: defer.Deferred = defer.Deferred()
+
+        def fire(result: Any) -> Any:
+            done.callback(None)
+            return result
+
+        self._stopDone.addBoth(fire)
+        return done
+
+    def _stop(self) -> defer.Deferred:
         self._stopped = True
         if self._shutdown_trigger is not None:
             self.reactor.removeSystemEventTrigger(self._shutdown_trigger)
@@ -129,14 +230,22 @@ class DBThreadPool:
             return defer.succeed(None)
         done: defer.Deferred = defer.Deferred()
 
+        def finished() -> None:
+            joiner.join()  # it has only to return from callFromThread: no thread is left behind
+            done.callback(None)
+
         def join() -> None:
             try:
                 self._threadpool.stop()  # waits for queued and running work
                 self.engine.dispose()
+            except Exception:
+                log.exception("error while stopping the database pool")
             finally:
-                self.reactor.callFromThread(done.callback, None)
+                self.reactor.callFromThread(finished)
 
-        threading.Thread(target=join, name="crashdb-pool-stop", daemon=True).start()
+        # joining blocks, so it happens off the reactor thread
+        joiner = threading.Thread(target=join, name="crashdb-pool-stop", daemon=True)
+        joiner.start()
         return done
 
 
@@ -150,13 +259,24 @@ class SynchronousDBPool:
     def __init__(self, engine: sa.Engine, strategy: Any) -> None:
         self.engine = engine
         self.strategy = strategy
+        self.retryWindow: float = RETRY_WINDOW
+        self._stopped = False
+
+    def _call(self, function: Callable[..., Any], *args: Any) -> defer.Deferred:
+        if self._stopped:
+            return defer.fail(CrashDBError("the database pool has been stopped"))
+        return defer.maybeDeferred(function, *args)
 
     def do(self, thd: Callable[..., Any], *args: Any, **kw: Any) -> defer.Deferred:
-        return defer.maybeDeferred(run_in_transaction, self.engine, self.strategy, thd, *args, **kw)
+        deadline = time.monotonic() + self.retryWindow
+        return self._call(
+            _runInTransaction, self.engine, self.strategy, deadline, thd, args, kw
+        )
 
     def do_with_engine(self, function: Callable[..., Any], *args: Any, **kw: Any) -> defer.Deferred:
-        return defer.maybeDeferred(function, self.engine, *args, **kw)
+        return self._call(lambda: function(self.engine, *args, **kw))
 
     def stop(self) -> defer.Deferred:
+        self._stopped = True
         self.engine.dispose()
         return defer.succeed(None)
