@@ -90,6 +90,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="crashdb: %(message)s")
     try:
         return int(args.run(args) or 0)
+    except BrokenPipeError:  # `crashdb ... | head`: the reader is gone, which is no error
+        sys.stderr.close()
+        return 0
     except KeyboardInterrupt:
         print("crashdb: interrupted", file=sys.stderr)
         return 130

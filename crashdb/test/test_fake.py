@@ -48,6 +48,19 @@ def test_row_classes_reject_columns_the_model_lacks():
         fakedb.Job(uuid=5)
 
 
+@pytest_twisted.inlineCallbacks
+def test_insert_test_data_across_new_weeks_gives_distinct_ids(db):
+    days = [1, 9, 16, 2]
+    rows = [fakedb.Report(date_processed=datetime.datetime(2012, 10, d, tzinfo=UTC))
+            for d in days]
+    yield db.insertTestData(rows)
+    ids = [row.id for row in rows]
+    assert len(set(ids)) == 4
+    for row in rows:
+        got = yield db.reports.getReport(row.uuid)
+        assert got["id"] == row.id
+
+
 def test_row_classes_fill_defaults():
     report = fakedb.Report()
     assert report.uuid and report.date_processed == fakedb.DEFAULT_DATE

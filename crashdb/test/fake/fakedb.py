@@ -175,9 +175,10 @@ class TestDataMixin:
         rows = sorted(rows, key=lambda row: order[row.table])
         strategy = self.strategy
 
-        def thd(conn: sa.Connection) -> None:
+        def thd(conn: sa.Connection) -> dict[int, int]:
             highest: dict[str, int] = {}
-            for row in rows:
+            assigned: dict[int, int] = {}  # position -> id; given to the rows once committed
+            for position, row in enumerate(rows):
                 values = dict(row.values)
                 if row.table in model.PARTITIONED_TABLES:
                     if row.table == "reports" and values.get("id") is None:
@@ -189,11 +190,16 @@ class TestDataMixin:
                     conn.execute(model.metadata.tables[row.table].insert().values(values))
                 if isinstance(values.get("id"), int):
                     highest[row.table] = max(highest.get(row.table, 0), values["id"])
-                    row.values["id"] = values["id"]
+                    assigned[position] = values["id"]
             for table, top in highest.items():
                 strategy.advanceIds(conn, table, top)
+            return assigned
 
-        return self.pool.do(thd)
+        def remember(assigned: dict[int, int]) -> None:
+            for position, row_id in assigned.items():
+                rows[position].values["id"] = row_id
+
+        return self.pool.do(thd).addCallback(remember)
 
 
 class _Template:
