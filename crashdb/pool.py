@@ -104,7 +104,14 @@ def _runInTransaction(
                 if conn.invalidated:  # thd swallowed a disconnect: nothing left to commit
                     raise _TransactionLost("the connection was lost during the transaction")
                 stage = "commit"
-                trans.commit()
+                try:
+                    trans.commit()
+                except BaseException:
+                    # SQLAlchemy returns a connection whose COMMIT failed to the pool without
+                    # a rollback, still inside the transaction: discard it instead
+                    if not conn.invalidated:
+                        conn.invalidate()
+                    raise
                 stage = "committed"
             return result
         except RetryAfterRepair as signal:
