@@ -293,3 +293,12 @@ def test_a_connection_lost_during_commit_is_not_retried(
     stored = yield inThread(faults.storedReports, admin)
     assert stored == {"ambiguous": (1, 2)}
     assert (yield db.reports.getReport("ambiguous"))["id"] == reportid
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_processor_killed_holding_row_locks_loses_and_repeats_no_job(url):
+    """SIGKILLed with a batch claimed, inside a transaction holding its jobs' row locks: the
+    server rolls it back, expiry releases its claims, and a ProcessorService finishes every
+    other job exactly once."""
+    outcome = yield faults.killProcessorThenRescue(url)
+    faults.checkRescue(outcome)

@@ -2,6 +2,9 @@
 crashdb's server sessions, a concurrent ingest load that records every call's outcome, and
 checks that nothing (threads, connections) is left behind.
 
+Worker processes for multi-process faults are this module run as a script (``python -m
+crashdb.test.util.faults MODE ...``, see :func:`main`); each prints one JSON object per line.
+
 The crashable server runs with ``synchronous_commit = on``: crashdb promises that a write whose
 Deferred succeeded survives a server crash only as far as the server's own durability settings
 do, and the throwaway test cluster trades that away for speed. (``fsync`` stays off: a process
@@ -12,6 +15,11 @@ from __future__ import annotations
 
 import datetime
 import itertools
+import json
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -22,6 +30,8 @@ import pytest
 import sqlalchemy as sa
 from twisted.internet import defer, reactor, task, threads
 
+from crashdb import model
+from crashdb.connector import DBConnector
 from crashdb.partitions import WEEK
 from crashdb.test.util.db import requirePostgres
 from crashdb.test.util.pgserver import DEFAULT_SETTINGS, PostgresServer
@@ -239,3 +249,150 @@ def storedReports(engine: sa.Engine, reportsTable: str = "reports",
             f"SELECT r.uuid, count(*) FROM {reportsTable} r"
             f" JOIN {extensionsTable} e ON e.report_id = r.id GROUP BY r.uuid")).all())
     return {uuid: (count, extensions.get(uuid, 0)) for uuid, count in reports.items()}
+
+
+# -- other processes ------------------------------------------------------------------------------
+
+
+def say(**message: Any) -> None:
+    print(json.dumps(message), flush=True)
+
+
+def spawn(*args: str) -> subprocess.Popen:
+    """This module as a worker process (see :func:`main`), talking JSON lines on stdout."""
+    return subprocess.Popen([sys.executable, "-m", __name__, *args],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+
+def readMessage(process: subprocess.Popen) -> dict[str, Any]:
+    line = process.stdout.readline()  # type: ignore[union-attr]
+    assert line, f"worker exited with {process.wait()}"
+    return json.loads(line)
+
+
+async def writer(reactor: Any, url: str, prefix: str, count: str) -> None:
+    """Store ``count`` reports and raw crashes (alternately, 8 calls in flight, over 3 weeks)
+    once told to go; report every failure and the slowest call."""
+    db = DBConnector(url, reactor=reactor)
+    await db.setup()
+    say(ready=os.getpid())
+    sys.stdin.readline()
+    failures: list[str] = []
+    latencies: list[float] = []
+    limit = defer.DeferredSemaphore(8)
+
+    async def one(number: int) -> None:
+        uuid, when = f"{prefix}-{number}", FIRST_WEEK + WEEK * (number % 3)
+        started = time.monotonic()
+        try:
+            if number % 2:
+                await db.rawcrashes.addRawCrash(uuid, when, {"number": number})
+            else:
+                await db.reports.addReport(report(uuid, when))
+        except Exception as error:
+            failures.append(f"{type(error).__name__}: {error}")
+        latencies.append(time.monotonic() - started)
+
+    await defer.gatherResults([
+        limit.run(lambda number=number: defer.ensureDeferred(one(number)))
+        for number in range(int(count))
+    ])
+    await db.stop()
+    say(failures=failures, slowest=max(latencies), calls=len(latencies))
+
+
+async def victim(reactor: Any, url: str, name: str) -> None:
+    """A processor that claims a batch of 10, completes half, then dies (killed by the test)
+    inside an open write transaction: SQLite's write lock, PostgreSQL row locks on its jobs."""
+    db = DBConnector(url, reactor=reactor)
+    processorid = await db.processors.findProcessorId(name)
+    await db.processors.setProcessorState(processorid, True)
+    claimed = [job["jobid"] for job in await db.jobs.claimNextJobs(processorid, limit=10)]
+    completed = claimed[: len(claimed) // 2]
+    await db.jobs.completeJobs(completed, processorid, True)
+
+    def holdLocks(conn: sa.Connection) -> None:
+        conn.execute(sa.update(model.jobs).where(model.jobs.c.id.in_(claimed))
+                     .values(message="written by a processor that then died"))
+        say(processorid=processorid, claimed=claimed, completed=completed)
+        time.sleep(3600)  # until SIGKILL
+
+    await db.pool.do(holdLocks)
+
+
+def main(argv: list[str]) -> None:
+    from crashdb.cli import runDeferred
+
+    workers = {"writer": writer, "victim": victim}
+    runDeferred(workers[argv[0]], *argv[1:])
+
+
+# -- a killed processor ---------------------------------------------------------------------------
+
+
+@defer.inlineCallbacks
+def killProcessorThenRescue(url: str, jobs: int = 40):
+    """Queue ``jobs`` jobs; a processor process claims 10, completes 5 and is SIGKILLed inside
+    an open write transaction; expiry releases its claims; a ProcessorService in this process
+    finishes the rest. Returns what each did, for the test to check "every job exactly once"."""
+    from crashdb.service import ProcessorService
+
+    db = DBConnector(url, threads=2)
+    process = None
+    try:
+        queued = yield db.jobs.addJobs([f"job-{i:04d}" for i in range(jobs)])
+        process = spawn("victim", url, "victim")
+        dying = yield inThread(readMessage, process)
+        os.kill(process.pid, signal.SIGKILL)
+        yield inThread(process.wait, 30)
+
+        held = yield db.jobs.getJobs(claimed=dying["processorid"], complete=False)
+        yield sleep(0.01)
+        expired = yield db.processors.expireProcessors(0)  # housekeeping, as after a timeout
+        released = yield db.jobs.getJobs(claimed=dying["processorid"], complete=False)
+
+        processed: list[int] = []
+
+        def work(job: dict[str, Any]) -> defer.Deferred:
+            processed.append(job["jobid"])
+            return sleep(0.001)
+
+        rescuer = ProcessorService(db, "rescuer", work, batchSize=7, concurrency=4,
+                                   heartbeatInterval=3600, pollInterval=0.05, maxPollInterval=0.2)
+        yield rescuer.startService()
+        yield waitFor(lambda: len(processed) >= jobs - len(dying["completed"]), 30,
+                      "the rescuer to process the jobs", blocking=False)
+        yield sleep(0.3)  # anything processed twice would show by now
+        yield rescuer.stopService()
+        final = yield db.jobs.getJobs()
+        return {
+            "queued": queued, "victim": dying, "heldAtDeath": [j["jobid"] for j in held],
+            "expired": expired, "stillHeld": released, "processed": processed,
+            "rescuer": rescuer.processorid, "final": final,
+        }
+    finally:
+        if process is not None and process.poll() is None:
+            process.kill()
+        yield db.stop()
+
+
+def checkRescue(outcome: dict[str, Any]) -> None:
+    """Every job was completed exactly once: by the victim before it died, or by the rescuer."""
+    dead = outcome["victim"]
+    claimed, completed = set(dead["claimed"]), set(dead["completed"])
+    assert len(claimed) == 10 and len(completed) == 5
+    assert set(outcome["heldAtDeath"]) == claimed - completed  # the claims outlived the process
+    assert outcome["expired"] == [dead["processorid"]] and outcome["stillHeld"] == []
+    processed = outcome["processed"]
+    assert len(processed) == len(set(processed)), "a job was processed twice"
+    assert set(processed) == set(outcome["queued"]) - completed
+    final = {job["jobid"]: job for job in outcome["final"]}
+    assert all(job["complete"] and job["success"] for job in final.values())
+    assert all(job["message"] is None for job in final.values())  # the dead write rolled back
+    for jobid, job in final.items():
+        owner = dead["processorid"] if jobid in completed else outcome["rescuer"]
+        assert job["claimed_by_processorid"] == owner, job
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
