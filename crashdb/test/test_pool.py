@@ -117,7 +117,7 @@ def test_retrying_gives_up_clearly_after_the_window(pool, engine):
     with pytest.raises(DatabaseUnavailableError, match="database is locked") as info:
         yield pool.do(thd)
     elapsed = time.monotonic() - started
-    assert 0.5 <= elapsed < 1.5
+    assert 0.5 <= elapsed < 3
     assert 3 <= thd.runs < 15
     assert "gave up after" in str(info.value)
     assert isinstance(info.value.__cause__, sa.exc.OperationalError)
