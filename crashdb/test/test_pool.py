@@ -365,3 +365,18 @@ def test_stop_removes_the_shutdown_trigger(engine):
     assert len(reactor.triggers) == 1
     reactor.runUntil(pool.stop())
     assert reactor.triggers == {}
+
+
+@pytest.mark.parametrize("dbUrl", ["postgresql"], indirect=True)
+@pytest_twisted.inlineCallbacks
+def test_a_connection_error_waiting_cannot_cure_is_not_retried(dbUrl):
+    """A database that does not exist fails at once, in the server's words."""
+    missing = sa.make_url(dbUrl).set(database="crashdb_no_such_database")
+    db = DBConnector(missing.render_as_string(hide_password=False), threads=1)
+    started = time.monotonic()
+    try:
+        with pytest.raises(sa.exc.OperationalError, match="does not exist"):
+            yield db.setup()
+    finally:
+        yield db.stop()
+    assert time.monotonic() - started < 2  # well inside the retry window: no retries
