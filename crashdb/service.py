@@ -89,6 +89,7 @@ class ProcessorService(service.Service):
         self._flushing: defer.Deferred | None = None
         self._starting: defer.Deferred | None = None
         self._stopped = False  # set once stopping has given up on the running jobs
+        self._batching = False  # starting a claimed batch: hold completions until all started
         self._heartbeat = task.LoopingCall(self._beat)
         self._heartbeat.clock = clock
 
@@ -215,8 +216,13 @@ class ProcessorService(service.Service):
             self._backOff()
             return
         self._delay = self.pollInterval
-        for job in jobs:
-            self._start(job)
+        self._batching = True  # jobs that finish at once are completed in one statement
+        try:
+            for job in jobs:
+                self._start(job)
+        finally:
+            self._batching = False
+        self._flushSoon()
 
     def _claimFailed(self, reason: failure.Failure) -> None:
         log.error("claiming jobs failed: %s", reason.getErrorMessage())
@@ -246,10 +252,14 @@ class ProcessorService(service.Service):
                         "its outcome is dropped", jobid, self.name)
             return
         self._pending.append((jobid, *outcome))
-        if self._flushing is None:
+        if not self._batching:
+            self._flushSoon()
+        self._schedulePoll(0)
+
+    def _flushSoon(self) -> None:
+        if self._flushing is None and self._pending:
             self._flushing = d = self._flush()
             d.addBoth(self._flushDone)
-        self._schedulePoll(0)
 
     def _flushDone(self, _: Any) -> None:
         self._flushing = None

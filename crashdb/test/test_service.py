@@ -111,6 +111,18 @@ def test_processes_every_job_in_claim_order_and_completes_it():
     assert h.service.succeeded == 6 and h.service.failed == 0
 
 
+def test_a_batch_finishing_at_once_is_completed_in_one_statement():
+    h = Harness(batchSize=5, concurrency=5)
+    h.failWith["bad"] = ValueError("no")
+    h.add(["a", "b", "bad", "c", "d"])
+    writes = countCalls(h.db.jobs, "completeJobs")
+    h.start()
+    pump(h.clock)
+    ids = {uuid: job["jobid"] for uuid, job in h.jobs().items()}
+    assert sorted(w[0] for w in writes) == sorted(
+        [[ids["a"], ids["b"], ids["c"], ids["d"]], [ids["bad"]]])
+
+
 def test_failures_are_completed_with_their_message():
     h = Harness()
     h.failWith["bad"] = ValueError("cannot read the minidump")
