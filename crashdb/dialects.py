@@ -8,15 +8,16 @@ partitioned table. Nothing outside this module asks which dialect it is talking 
 from __future__ import annotations
 
 import datetime
+import functools
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from crashdb import model
+from crashdb import copytext, model
 from crashdb.exceptions import CrashDBError, InvalidInputError
 from crashdb.partitions import WEEK, childTable, parseChildName, partitionName, weekTables
 
@@ -69,12 +70,60 @@ class Strategy:
     def isMissingTable(self, error: sa.exc.DBAPIError) -> bool:
         raise NotImplementedError
 
+    def isUniqueViolation(self, error: sa.exc.DBAPIError) -> bool:
+        """True if ``error`` is a duplicate key in a unique index or primary key."""
+        raise NotImplementedError
+
+    def bulkInsert(
+        self, conn: sa.Connection, table: sa.Table, columns: Sequence[str], rows: Collection[Any]
+    ) -> None:
+        """Append ``rows`` (sequences of values in ``columns`` order) to ``table`` the fastest
+        way this backend has. Nothing is skipped: a duplicate key fails the call (see
+        ``isUniqueViolation``), so a caller expecting none wraps it in a savepoint
+        (``conn.begin_nested()``) to survive one."""
+        if rows:
+            conn.execute(table.insert(), [dict(zip(columns, row)) for row in rows])
+
+    def insertNew(
+        self,
+        conn: sa.Connection,
+        table: sa.Table,
+        columns: Sequence[str],
+        rows: Collection[Any],
+        key: str,
+    ) -> set[Any]:
+        """Insert those ``rows`` whose ``key`` (a uniquely indexed column) is not in ``table``
+        yet; the set of keys inserted. Safe against concurrent writers of the same keys: the
+        unique index decides (``ON CONFLICT DO NOTHING``)."""
+        if not rows:
+            return set()
+        insert = (
+            self.insert(table).on_conflict_do_nothing(index_elements=[key]).returning(table.c[key])
+        )
+        result = conn.execute(insert, [dict(zip(columns, row)) for row in rows])
+        return set(result.scalars())
+
     def listChildren(self, conn: sa.Connection) -> list[tuple[str, datetime.datetime]]:
         """``(parent, monday)`` of every existing child."""
         return [p for p in map(parseChildName, self._childNames(conn)) if p is not None]
 
     def _childNames(self, conn: sa.Connection) -> list[str]:
         raise NotImplementedError
+
+
+@functools.lru_cache(maxsize=1024)
+def _plainInsert(
+    dialect: sa.Dialect, table: sa.Table, columns: tuple[str, ...]
+) -> tuple[str, list[tuple[int, Any]]]:
+    """An INSERT of ``columns`` with positional parameters, and the bind processors it needs."""
+    quote = dialect.identifier_preparer.quote
+    statement = (
+        f"INSERT INTO {quote(table.name)} ({', '.join(map(quote, columns))})"
+        f" VALUES ({', '.join('?' * len(columns))})"
+    )
+    processors = [(position, table.c[name].type.dialect_impl(dialect).bind_processor(dialect))
+                  for position, name in enumerate(columns)]
+    return statement, [(position, process) for position, process in processors if process]
 
 
 class SQLiteStrategy(Strategy):
@@ -150,6 +199,29 @@ class SQLiteStrategy(Strategy):
 
     def isMissingTable(self, error: sa.exc.DBAPIError) -> bool:
         return "no such table" in str(error.orig)
+
+    def isUniqueViolation(self, error: sa.exc.DBAPIError) -> bool:
+        return isinstance(error, sa.exc.IntegrityError) and "UNIQUE constraint failed" in str(
+            error.orig
+        )
+
+    def bulkInsert(
+        self, conn: sa.Connection, table: sa.Table, columns: Sequence[str], rows: Collection[Any]
+    ) -> None:
+        """One ``executemany`` of plain value lists, each value through its column type's own
+        bind processor: SQLAlchemy's per-row parameter handling, most of the cost of
+        ``conn.execute(insert, dicts)``, is skipped."""
+        statement, processors = _plainInsert(conn.dialect, table, tuple(columns))
+        values = []
+        for row in rows:
+            row = list(row)
+            for position, process in processors:
+                value = row[position]
+                if value is not None:
+                    row[position] = process(value)
+            values.append(tuple(row))
+        if values:
+            conn.exec_driver_sql(statement, values)
 
     JSON_TYPES = {str: ("text",), bool: None, int: ("integer", "real"), float: ("integer", "real")}
 
@@ -305,6 +377,86 @@ class PostgresStrategy(Strategy):
     def isMissingTable(self, error: sa.exc.DBAPIError) -> bool:
         return getattr(error.orig, "pgcode", None) == "42P01"
 
+    def isUniqueViolation(self, error: sa.exc.DBAPIError) -> bool:
+        return getattr(error.orig, "pgcode", None) == "23505"
+
+    #: below this many rows a multi-row INSERT beats COPY's extra round trip
+    COPY_MIN_ROWS = 16
+
+    def bulkInsert(
+        self, conn: sa.Connection, table: sa.Table, columns: Sequence[str], rows: Collection[Any]
+    ) -> None:
+        """``COPY`` for many rows (see ``copyRows``), an INSERT for a few."""
+        if len(rows) < self.COPY_MIN_ROWS:
+            super().bulkInsert(conn, table, columns, rows)
+        else:
+            self.copyRows(conn, table, columns, rows)
+
+    def copyRows(
+        self,
+        conn: sa.Connection,
+        table: sa.Table,
+        columns: Sequence[str],
+        rows: Collection[Any],
+        into: str | None = None,
+    ) -> None:
+        """``COPY table (columns) FROM STDIN`` of ``rows`` (values as ``table``'s types, in the
+        text format of :mod:`crashdb.copytext`), into the table named ``into`` if given, in
+        ``conn``'s transaction. Rows (or their lines, from a :class:`copytext.CopySource`) are
+        made and sent as the server takes them; an exception raised by ``rows`` aborts the COPY
+        and is raised as it was. Database errors arrive as SQLAlchemy's ``DBAPIError``, as from
+        ``conn.execute``; a lost connection is invalidated."""
+        quote = conn.dialect.identifier_preparer.quote
+        target = quote(into or table.name)
+        statement = f"COPY {target} ({', '.join(map(quote, columns))}) FROM STDIN"
+        formatter = copytext.formatter(table, tuple(columns))
+        data = copytext.CopyReader(copytext.lines(formatter, rows))
+        dbapi_connection = conn.connection.dbapi_connection
+        dbapi = conn.dialect.loaded_dbapi
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.copy_expert(statement, data, size=copytext.CHUNK)
+        except dbapi.Error as error:
+            if data.error is not None:  # making the rows failed: the COPY was aborted for it
+                raise data.error from None
+            lost = conn.dialect.is_disconnect(error, dbapi_connection, cursor)
+            if lost:
+                conn.invalidate(error)
+            raise sa.exc.DBAPIError.instance(
+                statement, None, error, dbapi.Error, connection_invalidated=lost,
+                dialect=conn.dialect,
+            ) from error
+        finally:
+            if not cursor.closed:
+                cursor.close()
+
+    def insertNew(
+        self,
+        conn: sa.Connection,
+        table: sa.Table,
+        columns: Sequence[str],
+        rows: Collection[Any],
+        key: str,
+    ) -> set[Any]:
+        """Many rows go through a temporary staging table filled by COPY, then one
+        ``INSERT ... SELECT ... ON CONFLICT (key) DO NOTHING RETURNING key``."""
+        if len(rows) < self.COPY_MIN_ROWS:
+            return super().insertNew(conn, table, columns, rows, key)
+        quote = conn.dialect.identifier_preparer.quote
+        staging = quote(f"crashdb_staging_{table.name}")
+        names = ", ".join(map(quote, columns))
+        conn.exec_driver_sql(
+            f"CREATE TEMPORARY TABLE {staging} (LIKE {quote(table.name)}) ON COMMIT DROP"
+        )
+        self.copyRows(conn, table, columns, rows, into=staging)
+        inserted = conn.exec_driver_sql(
+            f"INSERT INTO {quote(table.name)} ({names}) SELECT {names} FROM {staging}"
+            f" ON CONFLICT ({quote(key)}) DO NOTHING RETURNING {quote(key)}"
+        )
+        keys = {value for (value,) in inserted}
+        conn.exec_driver_sql(f"DROP TABLE {staging}")
+        return keys
+
     def jsonEquals(self, column: sa.ColumnElement, key: str, value: Any) -> sa.ColumnElement:
         """``column``'s top-level ``key`` equals the scalar ``value``: JSONB containment."""
         return sa.type_coerce(column, postgresql.JSONB()).contains({key: value})
@@ -336,10 +488,13 @@ class PostgresStrategy(Strategy):
         conn.execute(sa.select(sa.func.pg_advisory_xact_lock(ADVISORY_NAMESPACE, UPGRADE_LOCK_KEY)))
 
     def reserveIds(self, conn: sa.Connection, name: str, count: int) -> Sequence[int]:
-        rows = conn.execute(
-            sa.text(f"SELECT nextval('{name}_id_seq') FROM generate_series(1, :n)"), {"n": count}
-        )
-        return [value for (value,) in rows]
+        if count == 0:
+            return []
+        # one row holding an array: parsed by the driver in C, not row by row in Python
+        return conn.execute(
+            sa.text(f"SELECT array_agg(nextval('{name}_id_seq')) FROM generate_series(1, :n)"),
+            {"n": count},
+        ).scalar_one()
 
     def advanceIds(self, conn: sa.Connection, table: str, past: int) -> None:
         """Make ids handed out later exceed ``past`` (after rows were given explicit ids)."""
