@@ -7,17 +7,19 @@ at-least-once delivery from processors is safe.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
-from collections.abc import Sequence
+import functools
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import sqlalchemy as sa
 from twisted.internet import defer
 
-from crashdb import model
+from crashdb import copytext, model
 from crashdb.base import DBConnectorComponent, batched
 from crashdb.exceptions import InvalidInputError
-from crashdb.partitions import WEEK, childTable, executeInWeek, groupByWeek, weekStart
+from crashdb.partitions import WEEK, childTable, missingPartition, weekStart
 from crashdb.plugins import pluginIds
 from crashdb.validation import (
     RowValidator,
@@ -27,7 +29,15 @@ from crashdb.validation import (
 )
 
 REPORT_FIELDS = tuple(c.name for c in model.reports.c)
+VALUE_FIELDS = REPORT_FIELDS[1:]  # all but "id", which crashdb assigns
+assert REPORT_FIELDS[0] == "id"
+EXTENSION_FIELDS = ("report_id", "date_processed", "extension_key", "extension_id",
+                    "extension_version")
+PLUGIN_FIELDS = ("report_id", "plugin_id", "date_processed", "version")
 CHILD_LISTS = ("extensions", "plugins")
+#: batches with fewer new reports skip the optimistic append (a savepoint costs two round trips)
+BULK_MIN_ROWS = 16
+UTC = datetime.UTC
 
 _reportValidator = RowValidator(
     model.reports, required=("uuid", "date_processed"), exclude=("id",), extra=CHILD_LISTS
@@ -36,6 +46,10 @@ _extensionValidator = RowValidator(
     model.extensions,
     required=("extension_id",),
     exclude=("report_id", "date_processed", "extension_key"),
+)
+_copyEncoder = copytext.CheckingEncoder(
+    model.reports, VALUE_FIELDS, keys=(*VALUE_FIELDS, *CHILD_LISTS), required=("uuid",
+                                                                                "date_processed")
 )
 _pluginValidator = RowValidator(
     sa.Table(  # a plugin as the caller gives it: the plugin's identity and its loaded version
@@ -51,22 +65,58 @@ _pluginValidator = RowValidator(
 
 def _validateReport(report: Any, index: int | None) -> None:
     _reportValidator.validate(report, index)
-    for key, validator in (("extensions", _extensionValidator), ("plugins", _pluginValidator)):
-        children = report.get(key)
-        if children is None:
-            continue
-        if not isinstance(children, list | tuple):
-            raise InvalidInputError("expected a list", field=key, index=index)
-        for child in children:
-            try:
-                validator.validate(child)
-            except InvalidInputError as error:
-                raise InvalidInputError(
-                    error.message, field=f"{key}.{error.field}" if error.field else key, index=index
-                ) from None
-    plugins = report.get("plugins") or ()
-    if len({(p["filename"], p["name"]) for p in plugins}) != len(plugins):
-        raise InvalidInputError("the same plugin is listed twice", field="plugins", index=index)
+    _validateChildLists(report, index)
+
+
+def _validateChildLists(report: dict, index: int | None) -> None:
+    """The checks of a (valid) report's ``extensions`` and ``plugins``."""
+    extensions = report.get("extensions")
+    if extensions is not None:
+        _validateChildren(extensions, "extensions", _extensionValidator, index)
+    plugins = report.get("plugins")
+    if plugins is not None:
+        _validateChildren(plugins, "plugins", _pluginValidator, index)
+        if len({(p["filename"], p["name"]) for p in plugins}) != len(plugins):
+            raise InvalidInputError("the same plugin is listed twice", field="plugins",
+                                    index=index)
+
+
+def _validateChildren(children: Any, key: str, validator: RowValidator, index: int | None) -> None:
+    if not isinstance(children, list | tuple):
+        raise InvalidInputError("expected a list", field=key, index=index)
+    for child in children:
+        try:
+            validator.validate(child)
+        except InvalidInputError as error:
+            raise InvalidInputError(
+                error.message, field=f"{key}.{error.field}" if error.field else key, index=index
+            ) from None
+
+
+def _validateAll(reports: Sequence[Any]) -> None:
+    """InvalidInputError for the first bad report, in input order."""
+    for index, report in enumerate(reports):
+        _validateReport(report, index)
+
+@functools.lru_cache(maxsize=4096)
+def _mondayOfDay(day: datetime.date) -> datetime.datetime:
+    return weekStart(day)
+
+
+def _monday(when: datetime.datetime) -> datetime.datetime:
+    """``weekStart(when)`` for a validated datetime, cached per UTC day (it is on the profile)."""
+    return _mondayOfDay((when if when.tzinfo is UTC else when.astimezone(UTC)).date())
+
+
+@contextlib.contextmanager
+def _inWeek(strategy: Any, monday: datetime.datetime) -> Iterator[None]:
+    """Writes to ``monday``'s children: a missing child becomes the repair signal."""
+    try:
+        yield
+    except sa.exc.DBAPIError as error:
+        if strategy.isMissingTable(error):
+            raise missingPartition(strategy, monday) from error
+        raise
 
 
 def validateFilters(
@@ -88,6 +138,43 @@ def validateFilters(
         raise InvalidInputError("must not be negative", field="offset")
 
 
+class _ReportRows:
+    """The rows of one week's new reports (``REPORT_FIELDS`` order), made as they are read,
+    each report validated first unless ``validated``; sized, for the strategy's choice of
+    method, and a :class:`copytext.CopySource`, so that a COPY checks and formats each value in
+    one pass."""
+
+    def __init__(self, members: dict[str, tuple[int, dict]], ids: dict[str, int],
+                 validated: bool) -> None:
+        self.members = members
+        self.ids = ids
+        self.validated = validated
+
+    def __len__(self) -> int:
+        return len(self.members)
+
+    def __iter__(self) -> Iterator[list]:
+        ids = self.ids
+        for uuid, (index, report) in self.members.items():
+            if not self.validated:
+                _validateReport(report, index)
+            yield [ids[uuid], *map(report.get, VALUE_FIELDS)]
+
+    def copyLines(self, formatter: copytext.CopyFormatter) -> Iterator[str]:
+        ids = self.ids
+        encode = _copyEncoder.line
+        for uuid, (index, report) in self.members.items():
+            line = encode(report, str(ids[uuid]))
+            if line is None:  # not certainly valid: validate properly, format plainly
+                if not self.validated:
+                    _validateReport(report, index)
+                line = formatter.line([ids[uuid], *map(report.get, VALUE_FIELDS)])
+            elif not self.validated and (report.get("extensions") is not None
+                                         or report.get("plugins") is not None):
+                _validateChildLists(report, index)
+            yield line
+
+
 class ReportsConnectorComponent(DBConnectorComponent):
     """Processed crash reports (``db.reports``); see docs/components/reports.md."""
 
@@ -97,56 +184,121 @@ class ReportsConnectorComponent(DBConnectorComponent):
             _validateReport(report, None)
         except InvalidInputError as error:
             return defer.fail(error)
-        return self.db.pool.do(self._store, [report]).addCallback(lambda ids: ids[0])
+        return self.db.pool.do(self._store, [report], True).addCallback(lambda ids: ids[0])
 
     def addReports(self, reports: Sequence[dict[str, Any]]) -> defer.Deferred:
         """Store a batch atomically, any weeks; Deferred of the ids in input order.
 
-        Every row is validated first: one bad row rejects the batch with an InvalidInputError
-        naming its ``index`` and ``field``, and nothing is written.
+        Every row is validated: one bad row rejects the batch with an InvalidInputError
+        naming its ``index`` and ``field`` (the first bad row's), and nothing is stored.
         """
         if not isinstance(reports, list | tuple):
             return defer.fail(InvalidInputError(f"expected a list, got {type(reports).__name__}"))
-        try:
-            for index, report in enumerate(reports):
-                _validateReport(report, index)
-        except InvalidInputError as error:
-            return defer.fail(error)
         if not reports:
             return defer.succeed([])
-        return self.db.pool.do(self._store, list(reports))
+        reports = list(reports)
+        if len(reports) >= BULK_MIN_ROWS:  # validated in _store, as the rows stream out
+            return self.db.pool.do(self._store, reports, False)
+        try:
+            _validateAll(reports)
+        except InvalidInputError as error:
+            return defer.fail(error)
+        return self.db.pool.do(self._store, reports, True)
 
-    def _store(self, conn: sa.Connection, reports: list[dict[str, Any]]) -> list[int]:
-        """Write reports week by week: insert what is new, look up what was already there."""
+    def _store(self, conn: sa.Connection, reports: list[dict[str, Any]], validated: bool
+               ) -> list[int]:
+        """Write ``reports``; the ids in input order.
+
+        Unless ``validated``, each report is validated just before its row is sent, so that on
+        PostgreSQL the checks run while the server is busy with the rows sent before. Any
+        failure then first validates the whole batch in order: a bad report is always reported
+        as the InvalidInputError of the first bad one (and never leads to a partition being
+        created), and the transaction rolls back, so nothing is stored.
+        """
+        try:
+            return self._write(conn, reports, validated)
+        except Exception:
+            if not validated:
+                _validateAll(reports)
+            raise
+
+    def _write(self, conn: sa.Connection, reports: list[dict[str, Any]], validated: bool
+               ) -> list[int]:
+        """Every new report's id is drawn from the sequence up front, in one round trip. Then,
+        optimistically, all rows are appended (COPY on PostgreSQL) inside a savepoint; only if a
+        uuid is already stored does the savepoint roll back and the careful path run, which
+        skips stored uuids (``ON CONFLICT DO NOTHING``) and looks up their ids."""
         strategy = self.db.strategy
-        ids: list[int | None] = [None] * len(reports)
-        indexed = [dict(report, _index=i) for i, report in enumerate(reports)]
-        for monday, members in groupByWeek(indexed).items():
+        weeks: dict[datetime.datetime, dict[str, tuple[int, dict]]] = {}
+        placed: list[tuple[datetime.datetime, str]] = []
+        repeated = []
+        for index, report in enumerate(reports):
+            monday = _monday(report["date_processed"])
+            uuid = report["uuid"]
+            members = weeks.get(monday)
+            if members is None:
+                members = weeks[monday] = {}
+            if uuid in members:  # a uuid repeated within the batch is one report
+                repeated.append(index)
+            else:
+                members[uuid] = (index, report)
+            placed.append((monday, uuid))
+        if not validated:
+            for index in repeated:  # never written, so never validated on the way out
+                _validateReport(reports[index], index)
+        count = sum(map(len, weeks.values()))
+        reserved = iter(strategy.reserveIds(conn, "reports", count))
+        assigned = {monday: dict(zip(members, reserved)) for monday, members in weeks.items()}
+        stored = None
+        if count >= BULK_MIN_ROWS:
+            if self._race_hook is not None:  # where another writer may store one of our uuids
+                self._race_hook(conn)
+            try:
+                with conn.begin_nested():
+                    self._appendAll(conn, weeks, assigned, validated)
+                stored = assigned
+            except sa.exc.DBAPIError as error:
+                if not strategy.isUniqueViolation(error):
+                    raise
+        if stored is None:
+            if not validated:
+                _validateAll(reports)
+            stored = self._insertNew(conn, weeks, assigned)
+        return [stored[monday][uuid] for monday, uuid in placed]
+
+    def _appendAll(self, conn: sa.Connection, weeks: dict, assigned: dict, validated: bool
+                   ) -> None:
+        """The fast path: every report is new (else a unique violation is raised)."""
+        strategy = self.db.strategy
+        for monday, members in weeks.items():
+            rows = _ReportRows(members, assigned[monday], validated)
+            with _inWeek(strategy, monday):
+                strategy.bulkInsert(conn, childTable("reports", monday, strategy.name),
+                                    REPORT_FIELDS, rows)
+        self._storeChildren(conn, {
+            monday: [(assigned[monday][uuid], report) for uuid, (_, report) in members.items()]
+            for monday, members in weeks.items()
+        })
+
+    def _insertNew(self, conn: sa.Connection, weeks: dict, assigned: dict) -> dict:
+        """The careful path: stored uuids are skipped and their ids looked up; the new
+        reports' children are written."""
+        strategy = self.db.strategy
+        stored: dict[datetime.datetime, dict[str, int]] = {}
+        added: dict[datetime.datetime, list[tuple[int, dict]]] = {}
+        for monday, members in weeks.items():
+            ids = assigned[monday]
             child = childTable("reports", monday, strategy.name)
-            first: dict[str, dict] = {}
-            for member in members:  # a uuid repeated within the batch is one report
-                first.setdefault(member["uuid"], member)
-            fresh = list(first.values())
-            reserved = strategy.reserveIds(conn, "reports", len(fresh))
-            rows = []
-            for member, report_id in zip(fresh, reserved):
-                member["_id"] = report_id
-                rows.append({name: member.get(name) for name in REPORT_FIELDS} | {"id": report_id})
-            insert = (
-                strategy.insert(child)
-                .on_conflict_do_nothing(index_elements=["uuid"])
-                .returning(child.c.uuid)
-            )
-            inserted = {uuid for (uuid,) in executeInWeek(conn, strategy, monday, insert, rows)}
-            known = self._idsByUuid(conn, child, [u for u in first if u not in inserted])
-            for member in members:
-                owner = first[member["uuid"]]
-                ids[member["_index"]] = owner["_id"] if owner["uuid"] in inserted else known[
-                    owner["uuid"]]
-            added = [m for m in fresh if m["uuid"] in inserted]
-            self._storeExtensions(conn, monday, added)
-            self._storePlugins(conn, monday, added)
-        return ids  # type: ignore[return-value]
+            with _inWeek(strategy, monday):
+                inserted = strategy.insertNew(conn, child, REPORT_FIELDS,
+                                              _ReportRows(members, ids, True), "uuid")
+            known = self._idsByUuid(conn, child, [u for u in members if u not in inserted])
+            stored[monday] = {uuid: ids[uuid] if uuid in inserted else known[uuid]
+                              for uuid in members}
+            added[monday] = [(ids[uuid], report) for uuid, (_, report) in members.items()
+                             if uuid in inserted]
+        self._storeChildren(conn, added)
+        return stored
 
     @staticmethod
     def _idsByUuid(conn: sa.Connection, child: sa.Table, uuids: list[str]) -> dict[str, int]:
@@ -156,43 +308,39 @@ class ReportsConnectorComponent(DBConnectorComponent):
             found.update((uuid, report_id) for uuid, report_id in conn.execute(query))
         return found
 
-    def _storeExtensions(self, conn: sa.Connection, monday, reports: list[dict]) -> None:
-        rows = [
-            {
-                "report_id": report["_id"],
-                "date_processed": report["date_processed"],
-                "extension_key": key,
-                "extension_id": extension["extension_id"],
-                "extension_version": extension.get("extension_version"),
-            }
-            for report in reports
-            for key, extension in enumerate(report.get("extensions") or ())
-        ]
-        if rows:
-            child = childTable("extensions", monday, self.db.strategy.name)
-            executeInWeek(conn, self.db.strategy, monday, child.insert(), rows)
-
-    def _storePlugins(self, conn: sa.Connection, monday, reports: list[dict]) -> None:
+    def _storeChildren(
+        self, conn: sa.Connection, added: dict[datetime.datetime, list[tuple[int, dict]]]
+    ) -> None:
+        """The extensions and plugins of newly added ``(id, report)`` pairs, week by week."""
+        strategy = self.db.strategy
         wanted = {
             (plugin["filename"], plugin["name"])
-            for report in reports
+            for reports in added.values()
+            for _, report in reports
             for plugin in report.get("plugins") or ()
         }
-        if not wanted:
-            return
-        ids = pluginIds(conn, self.db.strategy, wanted)
-        rows = [
-            {
-                "report_id": report["_id"],
-                "plugin_id": ids[(plugin["filename"], plugin["name"])],
-                "date_processed": report["date_processed"],
-                "version": plugin["version"],
-            }
-            for report in reports
-            for plugin in report.get("plugins") or ()
-        ]
-        child = childTable("plugins_reports", monday, self.db.strategy.name)
-        executeInWeek(conn, self.db.strategy, monday, child.insert(), rows)
+        pluginIdsByKey = pluginIds(conn, strategy, wanted) if wanted else {}
+        for monday, reports in added.items():
+            extensions = [
+                (report_id, report["date_processed"], key, extension["extension_id"],
+                 extension.get("extension_version"))
+                for report_id, report in reports
+                for key, extension in enumerate(report.get("extensions") or ())
+            ]
+            plugins = [
+                (report_id, pluginIdsByKey[(plugin["filename"], plugin["name"])],
+                 report["date_processed"], plugin["version"])
+                for report_id, report in reports
+                for plugin in report.get("plugins") or ()
+            ]
+            with _inWeek(strategy, monday):
+                if extensions:
+                    strategy.bulkInsert(conn, childTable("extensions", monday, strategy.name),
+                                        EXTENSION_FIELDS, extensions)
+                if plugins:
+                    strategy.bulkInsert(
+                        conn, childTable("plugins_reports", monday, strategy.name),
+                        PLUGIN_FIELDS, plugins)
 
     def getReport(
         self, uuid: str, date_processed: datetime.datetime | None = None

@@ -1,0 +1,315 @@
+"""The bulk path of ``reports.addReports``: the optimistic append (COPY on PostgreSQL) and its
+careful fallback, on every backend; the PostgreSQL COPY machinery on its own."""
+
+from __future__ import annotations
+
+import datetime
+
+import pytest
+import pytest_twisted
+import sqlalchemy as sa
+from twisted.internet import defer
+
+from crashdb.dialects import createEngine
+from crashdb.exceptions import InvalidInputError
+from crashdb.partitions import WEEK, childTable, weekStart
+from crashdb.reports import BULK_MIN_ROWS, REPORT_FIELDS
+
+UTC = datetime.UTC
+TUESDAY = datetime.datetime(2012, 10, 16, 10, 30, tzinfo=UTC)
+TOKYO = datetime.timezone(datetime.timedelta(hours=9))
+NASTY = [
+    "back\\slash", "tab\there", "new\nline", "carriage\rreturn", "\\N", "\\", "trailing\\",
+    "\\t not a tab", "", " ", "\r\n\t\\", "naïve — ünïcödé ✓ 🚀", "quote ' and \" and ,",
+    "\x01\x7f",
+]
+
+
+def reports(count, start=0, when=TUESDAY, step=datetime.timedelta(hours=7), **extra):
+    return [{"uuid": f"u{i:05}", "date_processed": when + i * step, **extra}
+            for i in range(start, start + count)]
+
+
+def full(index, uuid):
+    """A report with every column set, text columns from NASTY."""
+    nasty = NASTY[index % len(NASTY)]
+    return {
+        "uuid": uuid,
+        "date_processed": TUESDAY + datetime.timedelta(days=index % 10, microseconds=index),
+        "client_crash_date": datetime.datetime(2012, 10, 16, 18, 0, tzinfo=TOKYO),
+        "product": nasty[:30], "version": nasty[:16], "build": "20121010150351",
+        "signature": nasty, "url": nasty, "install_age": 2**31 - 1, "last_crash": -(2**31),
+        "uptime": 0, "cpu_name": nasty, "cpu_info": nasty, "reason": nasty, "address": "0x0",
+        "os_name": nasty, "os_version": nasty, "email": nasty, "user_id": nasty,
+        "started_datetime": datetime.datetime(2012, 10, 16, tzinfo=UTC),  # microsecond 0
+        "completed_datetime": datetime.datetime(2012, 10, 16, 9, 0, 0, 1, tzinfo=UTC),
+        "success": index % 2 == 0, "truncated": index % 2 == 1,
+        "processor_notes": nasty * 3, "user_comments": nasty, "app_notes": nasty,
+        "distributor": nasty[:20], "distributor_version": nasty[:20],
+        "topmost_filenames": nasty, "addons_checked": False, "flash_version": nasty,
+        "hangid": nasty, "process_type": None, "release_channel": nasty, "productid": nasty,
+    }
+
+
+def count(db, table="reports"):
+    def thd(conn):
+        source = db.strategy.readable(conn, table)
+        return conn.execute(sa.select(sa.func.count()).select_from(source)).scalar_one()
+
+    return db.pool.do(thd)
+
+
+@pytest_twisted.inlineCallbacks
+def test_every_value_round_trips_through_the_bulk_path(db):
+    rows = [full(i, f"u{i:03}") for i in range(3 * len(NASTY))]
+    rows[1] = {"uuid": "sparse", "date_processed": TUESDAY}  # every nullable column None
+    ids = yield db.reports.addReports(rows)
+    assert len(set(ids)) == len(rows)
+    for row, report_id in zip(rows, ids):
+        got = yield db.reports.getReport(row["uuid"], row["date_processed"])
+        expected = {name: None for name in REPORT_FIELDS} | row | {"id": report_id}
+        assert got == expected
+        assert all(got[c].tzinfo == UTC for c in ("date_processed", "client_crash_date")
+                   if got[c] is not None)
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_big_batch_returns_ids_in_input_order_with_repeats(db):
+    rows = reports(40)
+    rows.insert(7, dict(rows[30]))  # the same uuid and week, again
+    ids = yield db.reports.addReports(rows)
+    assert ids[7] == ids[31] and len(set(ids)) == 40
+    for row, report_id in zip(rows, ids):
+        got = yield db.reports.getReport(row["uuid"], row["date_processed"])
+        assert got["id"] == report_id
+
+
+@pytest_twisted.inlineCallbacks
+def test_missing_weeks_are_created_by_the_bulk_path(db):
+    rows = reports(30, step=datetime.timedelta(days=1))  # four weeks, none created yet
+    ids = yield db.reports.addReports(rows)
+    assert len(set(ids)) == 30
+    parts = yield db.partitions.getPartitions("reports")
+    assert [p["start"] for p in parts] == [weekStart(TUESDAY) + n * WEEK for n in range(5)]
+    assert (yield db.reports.countReports()) == 30
+
+
+@pytest_twisted.inlineCallbacks
+def test_readding_a_big_batch_returns_its_ids_and_changes_nothing(db):
+    rows = reports(40, step=datetime.timedelta(hours=9),
+                   extensions=[{"extension_id": "a@x"}, {"extension_id": "b@x"}],
+                   plugins=[{"filename": "f.dll", "name": "F", "version": "1"}])
+    ids = yield db.reports.addReports(rows)
+    changed = [dict(row, signature="changed", extensions=[{"extension_id": "c@x"}])
+               for row in rows]
+    again = yield db.reports.addReports(list(reversed(changed)))
+    assert again == list(reversed(ids))
+    assert (yield db.reports.countReports(signature="changed")) == 0
+    assert (yield count(db, "extensions")) == 80
+    assert (yield count(db, "plugins_reports")) == 40
+    extensions = yield db.extensions.getExtensions(ids[5], rows[5]["date_processed"])
+    assert [e["extension_id"] for e in extensions] == ["a@x", "b@x"]
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_batch_of_new_and_stored_reports_stores_only_the_new(db):
+    stored = reports(20, extensions=[{"extension_id": "old@x"}])
+    oldIds = yield db.reports.addReports(stored)
+    mixed = reports(40, extensions=[{"extension_id": "new@x", "extension_version": "2"}])
+    ids = yield db.reports.addReports(mixed)
+    assert ids[:20] == oldIds and len(set(ids)) == 40
+    assert (yield db.reports.countReports()) == 40
+    for row, report_id in zip(mixed, ids):
+        extensions = yield db.extensions.getExtensions(report_id, row["date_processed"])
+        assert [e["extension_id"] for e in extensions] == [
+            "old@x" if report_id in oldIds else "new@x"]
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_uuid_stored_meanwhile_by_another_writer_is_not_duplicated(db):
+    """Another writer stores one of the batch's uuids after our ids were reserved: the
+    optimistic append fails on it, and the careful path returns the other writer's id."""
+    rows = reports(30, extensions=[{"extension_id": "mine@x"}])
+    victim = rows[12]
+    child = childTable("reports", weekStart(victim["date_processed"]), db.strategy.name)
+    for row in rows[0], rows[-1]:  # else the repair's rollback would undo the race
+        yield db.partitions.ensureWeek(row["date_processed"])
+    theirs = {"id": 10**6, "uuid": victim["uuid"], "date_processed": victim["date_processed"],
+              "signature": "theirs"}
+
+    def race(conn):
+        db.reports._race_hook = None
+        if db.strategy.name == "postgresql":  # a transaction of its own, committed first
+            other = sa.create_engine(conn.engine.url)
+            with other.begin() as otherConn:
+                otherConn.execute(child.insert().values(theirs))
+            other.dispose()
+        else:  # one writer at a time: the same transaction stands in for it
+            conn.execute(child.insert().values(theirs))
+
+    db.reports._race_hook = race
+    try:
+        ids = yield db.reports.addReports(rows)
+    finally:
+        db.reports._race_hook = None
+    assert ids[12] == 10**6 and len(set(ids)) == 30
+    assert (yield db.reports.countReports()) == 30
+    assert (yield db.reports.getReport(victim["uuid"]))["signature"] == "theirs"
+    assert (yield db.extensions.getExtensions(10**6, victim["date_processed"])) == []
+    assert (yield count(db, "extensions")) == 29
+
+
+@pytest_twisted.inlineCallbacks
+def test_concurrent_writers_of_the_same_uuids_agree(realdb):
+    first = reports(60, extensions=[{"extension_id": "a@x"}])
+    second = reports(60, start=30, extensions=[{"extension_id": "a@x"}])
+    for _ in range(3):
+        a, b = yield defer.gatherResults([realdb.reports.addReports(first),
+                                          realdb.reports.addReports(second)])
+        assert a[30:] == b[:30]
+    assert (yield realdb.reports.countReports()) == 90
+    assert (yield count(realdb, "extensions")) == 90
+
+
+BAD_ROWS = [
+    (17, {"signature": "s" * 256}, "signature"),
+    (3, {"product": "nul\x00"}, "product"),
+    (29, {"date_processed": datetime.datetime(2012, 10, 30)}, "date_processed"),
+    (20, {"uuid": None}, "uuid"),
+    (25, {"no_such_column": 1}, "no_such_column"),
+    (8, {"extensions": [{"extension_id": 5}]}, "extensions.extension_id"),
+    (31, {"uptime": True}, "uptime"),
+]
+
+
+@pytest.mark.parametrize("index,change,field", BAD_ROWS, ids=[f for _, _, f in BAD_ROWS])
+@pytest_twisted.inlineCallbacks
+def test_a_bad_row_in_a_big_batch_stores_nothing_and_creates_no_week(db, index, change, field):
+    rows = reports(32, step=datetime.timedelta(hours=13))  # three weeks, none created
+    rows[index] = {**rows[index], **change}
+    with pytest.raises(InvalidInputError) as info:
+        yield db.reports.addReports(rows)
+    assert (info.value.index, info.value.field) == (index, field)
+    assert (yield db.partitions.getPartitions()) == []
+
+
+@pytest_twisted.inlineCallbacks
+def test_the_first_bad_row_is_reported_whatever_week_is_written_first(db):
+    rows = reports(32, step=datetime.timedelta(hours=13))  # three weeks
+    yield db.partitions.ensureWeek(rows[31]["date_processed"])  # only the last one exists
+    rows.insert(0, rows.pop(30))  # so that the last week is written first
+    rows[3] = {**rows[3], "version": "v" * 17}  # in the first week
+    rows[31] = {**rows[31], "version": "v" * 17}  # in the last week
+    with pytest.raises(InvalidInputError) as info:
+        yield db.reports.addReports(rows)
+    assert (info.value.index, info.value.field) == (3, "version")
+    rows[3] = {**rows[3], "version": "1.0"}
+    with pytest.raises(InvalidInputError) as info:
+        yield db.reports.addReports(rows)
+    assert (info.value.index, info.value.field) == (31, "version")
+    assert (yield db.reports.countReports()) == 0
+    assert len((yield db.partitions.getPartitions("reports"))) == 1
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_bad_row_repeating_a_uuid_is_still_rejected(db):
+    rows = reports(20)
+    rows.append({**rows[4], "uptime": "long"})  # never written: the first one stands for it
+    with pytest.raises(InvalidInputError) as info:
+        yield db.reports.addReports(rows)
+    assert (info.value.index, info.value.field) == (20, "uptime")
+    assert (yield db.reports.countReports()) == 0
+
+
+@pytest_twisted.inlineCallbacks
+def test_small_and_big_batches_store_the_same(db):
+    rows = [full(i, f"u{i:03}") for i in range(2 * BULK_MIN_ROWS)]
+    small = [dict(row, uuid="s" + row["uuid"]) for row in rows[:BULK_MIN_ROWS - 1]]
+    big = rows
+    smallIds = yield db.reports.addReports(small)
+    bigIds = yield db.reports.addReports(big)
+    for row, mine, twin in zip(small, smallIds, bigIds):
+        a = yield db.reports.getReport(row["uuid"], row["date_processed"])
+        b = yield db.reports.getReport(row["uuid"][1:], row["date_processed"])
+        assert {**a, "id": None, "uuid": None} == {**b, "id": None, "uuid": None}
+        assert (a["id"], b["id"]) == (mine, twin)
+
+
+# -- the PostgreSQL COPY machinery on its own -----------------------------------------------------
+
+ROW_COLUMNS = ("id", "uuid", "date_processed", "signature")
+
+
+@pytest.fixture
+def pg(dbUrl):
+    engine, strategy, _ = createEngine(dbUrl)
+    strategy.createWeek(engine, weekStart(TUESDAY))
+    yield engine, strategy, childTable("reports", weekStart(TUESDAY), strategy.name)
+    engine.dispose()
+
+
+def rowsFor(count, start=0):
+    return [(i, f"u{i}", TUESDAY, f"sig\t{i}\\") for i in range(start, start + count)]
+
+
+@pytest.mark.parametrize("dbUrl", ["postgresql"], indirect=True)
+def test_copy_rows_round_trip_and_survive_a_duplicate_in_a_savepoint(pg):
+    engine, strategy, child = pg
+    with engine.begin() as conn:
+        strategy.copyRows(conn, child, ROW_COLUMNS, rowsFor(50))
+        with pytest.raises(sa.exc.IntegrityError) as info:
+            with conn.begin_nested():
+                strategy.copyRows(conn, child, ROW_COLUMNS, rowsFor(20, start=1000) + rowsFor(1))
+        assert strategy.isUniqueViolation(info.value)
+        got = conn.execute(sa.select(child.c.id, child.c.signature).order_by(child.c.id)).all()
+    assert got == [(i, f"sig\t{i}\\") for i in range(50)]
+
+
+@pytest.mark.parametrize("dbUrl", ["postgresql"], indirect=True)
+def test_copy_into_a_missing_child_is_the_missing_table_error(pg):
+    engine, strategy, _ = pg
+    missing = childTable("reports", weekStart(TUESDAY) + 10 * WEEK, strategy.name)
+    with engine.begin() as conn, pytest.raises(sa.exc.DBAPIError) as info:
+        strategy.copyRows(conn, missing, ROW_COLUMNS, rowsFor(20))
+    assert strategy.isMissingTable(info.value)
+
+
+@pytest.mark.parametrize("dbUrl", ["postgresql"], indirect=True)
+def test_an_error_making_the_rows_aborts_the_copy_and_is_raised_as_is(pg):
+    engine, strategy, child = pg
+
+    def rows():
+        yield from rowsFor(5000)
+        raise InvalidInputError("bad", field="x", index=5000)
+
+    class Sized:
+        def __len__(self):
+            return 5001
+
+        def __iter__(self):
+            return rows()
+
+    with engine.connect() as conn:
+        with pytest.raises(InvalidInputError) as info:
+            with conn.begin():
+                strategy.bulkInsert(conn, child, ROW_COLUMNS, Sized())
+        assert info.value.index == 5000
+        assert conn.execute(sa.select(sa.func.count()).select_from(child)).scalar_one() == 0
+
+
+@pytest.mark.parametrize("dbUrl", ["postgresql"], indirect=True)
+def test_insert_new_through_staging_skips_stored_keys(pg):
+    engine, strategy, child = pg
+    with engine.begin() as conn:
+        strategy.copyRows(conn, child, ROW_COLUMNS, rowsFor(10))
+        rows = [(1000 + i, *rest) for i, *rest in rowsFor(40)]  # uuids u0..u39, new ids
+        assert len(rows) >= strategy.COPY_MIN_ROWS
+        inserted = strategy.insertNew(conn, child, ROW_COLUMNS, rows, "uuid")
+        assert inserted == {f"u{i}" for i in range(10, 40)}
+        again = strategy.insertNew(conn, child, ROW_COLUMNS, rows[:3], "uuid")  # an INSERT
+        assert again == set()
+        ids = dict(conn.execute(sa.select(child.c.uuid, child.c.id)).all())
+        temporary = conn.exec_driver_sql(
+            "SELECT count(*) FROM pg_class WHERE relpersistence = 't'").scalar_one()
+    assert [ids[f"u{i}"] for i in (0, 9, 10, 39)] == [0, 9, 1010, 1039]
+    assert temporary == 0
