@@ -152,13 +152,14 @@ def naiveClaim(conn: sa.Connection, pid: int, batch: int) -> list[int]:
 
 
 def naiveComplete(conn: sa.Connection, pid: int, ids: list[int]) -> None:
+    from crashdb.jobs import heldBy
     from crashdb.model import jobs
 
     now = datetime.datetime.now(UTC)
     for jobid in ids:
         conn.execute(
             sa.update(jobs)
-            .where(jobs.c.id == jobid, jobs.c.claimed_by_processorid == pid)
+            .where(jobs.c.id == jobid, heldBy(pid))  # by primary key, as crashdb does
             .values(complete=True, completed_at=now, success=True)
         )
 
