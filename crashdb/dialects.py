@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import datetime
 import functools
+import itertools
 import logging
 import time
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from crashdb import copytext, model
+from crashdb.base import MAX_BOUND_PARAMETERS, batched
 from crashdb.exceptions import CrashDBError, InvalidInputError
 from crashdb.partitions import WEEK, childTable, parseChildName, partitionName, weekTables
 
@@ -93,15 +95,37 @@ class Strategy:
         key: str,
     ) -> set[Any]:
         """Insert those ``rows`` whose ``key`` (a uniquely indexed column) is not in ``table``
-        yet; the set of keys inserted. Safe against concurrent writers of the same keys: the
-        unique index decides (``ON CONFLICT DO NOTHING``)."""
-        if not rows:
-            return set()
-        insert = (
-            self.insert(table).on_conflict_do_nothing(index_elements=[key]).returning(table.c[key])
-        )
-        result = conn.execute(insert, [dict(zip(columns, row)) for row in rows])
-        return set(result.scalars())
+        yet; the set of keys inserted (as the driver returns them). Safe against concurrent
+        writers of the same keys: the unique index decides (``ON CONFLICT DO NOTHING``)."""
+        columns = tuple(columns)
+        quote = conn.dialect.identifier_preparer.quote
+        suffix = f" ON CONFLICT ({quote(key)}) DO NOTHING RETURNING {quote(key)}"
+        values = self._boundValues(conn.dialect, table, columns, rows)
+        inserted: set[Any] = set()
+        for chunk in batched(values, max(1, MAX_BOUND_PARAMETERS // len(columns))):
+            statement = _plainInsert(conn.dialect, table, columns, len(chunk), suffix)
+            params = tuple(itertools.chain.from_iterable(chunk))
+            inserted.update(value for (value,) in conn.exec_driver_sql(statement, params))
+        return inserted
+
+    #: how this backend's ``UTCDateTime`` values are bound, if quicker than the type's own way
+    TIMESTAMP_BINDER: Callable[[datetime.datetime], Any] | None = None
+
+    def _boundValues(
+        self, dialect: sa.Dialect, table: sa.Table, columns: tuple[str, ...], rows: Iterable[Any]
+    ) -> list[tuple]:
+        """``rows`` as tuples of driver values: each value through its column type's bind
+        processor, as SQLAlchemy would pass it."""
+        processors = _bindProcessors(dialect, table, columns, self.TIMESTAMP_BINDER)
+        values = []
+        for row in rows:
+            row = list(row)
+            for position, process in processors:
+                value = row[position]
+                if value is not None:
+                    row[position] = process(value)
+            values.append(tuple(row))
+        return values
 
     def listChildren(self, conn: sa.Connection) -> list[tuple[str, datetime.datetime]]:
         """``(parent, monday)`` of every existing child."""
@@ -113,20 +137,31 @@ class Strategy:
 
 @functools.lru_cache(maxsize=1024)
 def _plainInsert(
-    dialect: sa.Dialect, table: sa.Table, columns: tuple[str, ...]
-) -> tuple[str, list[tuple[int, Any]]]:
-    """An INSERT of ``columns`` with positional parameters, and the bind processors it needs."""
+    dialect: sa.Dialect, table: sa.Table, columns: tuple[str, ...], rows: int = 1, suffix: str = ""
+) -> str:
+    """The text of an INSERT of ``rows`` rows of positional parameters, then ``suffix``: made
+    once, where SQLAlchemy would compile its dialects' INSERT constructs (which it does not
+    cache) on every execution."""
     quote = dialect.identifier_preparer.quote
-    statement = (
+    marks = "(" + ", ".join(["?" if dialect.paramstyle == "qmark" else "%s"] * len(columns)) + ")"
+    return (
         f"INSERT INTO {quote(table.name)} ({', '.join(map(quote, columns))})"
-        f" VALUES ({', '.join('?' * len(columns))})"
+        f" VALUES {', '.join([marks] * rows)}{suffix}"
     )
+
+
+@functools.lru_cache(maxsize=1024)
+def _bindProcessors(
+    dialect: sa.Dialect, table: sa.Table, columns: tuple[str, ...], timestamps: Any
+) -> list[tuple[int, Callable[[Any], Any]]]:
+    """``(position, processor)`` for each of ``columns`` whose type converts values on their
+    way to the driver; ``timestamps`` (if given) for ``UTCDateTime`` columns."""
     processors = [
-        (position, _sqliteTimestamp if isinstance(table.c[name].type, model.UTCDateTime)
+        (position, timestamps if timestamps and isinstance(table.c[name].type, model.UTCDateTime)
          else table.c[name].type.dialect_impl(dialect).bind_processor(dialect))
         for position, name in enumerate(columns)
     ]
-    return statement, [(position, process) for position, process in processors if process]
+    return [(position, process) for position, process in processors if process]
 
 
 def _sqliteTimestamp(value: datetime.datetime) -> str:
@@ -216,23 +251,17 @@ class SQLiteStrategy(Strategy):
             error.orig
         )
 
+    TIMESTAMP_BINDER = staticmethod(_sqliteTimestamp)
+
     def bulkInsert(
         self, conn: sa.Connection, table: sa.Table, columns: Sequence[str], rows: Collection[Any]
     ) -> None:
         """One ``executemany`` of plain value lists, each value through its column type's own
         bind processor: SQLAlchemy's per-row parameter handling, most of the cost of
         ``conn.execute(insert, dicts)``, is skipped."""
-        statement, processors = _plainInsert(conn.dialect, table, tuple(columns))
-        values = []
-        for row in rows:
-            row = list(row)
-            for position, process in processors:
-                value = row[position]
-                if value is not None:
-                    row[position] = process(value)
-            values.append(tuple(row))
+        values = self._boundValues(conn.dialect, table, tuple(columns), rows)
         if values:
-            conn.exec_driver_sql(statement, values)
+            conn.exec_driver_sql(_plainInsert(conn.dialect, table, tuple(columns)), values)
 
     JSON_TYPES = {str: ("text",), bool: None, int: ("integer", "real"), float: ("integer", "real")}
 
