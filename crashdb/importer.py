@@ -393,15 +393,28 @@ class LegacyImporter:
             winners = await self._findWinners(source, mapper)
             if self.rejects is not None:
                 self.rejects.writerow(REJECT_COLUMNS)
+            # three stages overlap: reading batch n+1, preparing batch n, writing batch n-1
             pending = self._inThread(source.batchAfter, None, self.batch_size)
-            while True:
-                batch = await pending
-                if not batch:
-                    break
-                pending = self._inThread(source.batchAfter, batch[-1].legacy_id, self.batch_size)
-                await self._importBatch(batch, mapper, winners)
-                if self.progress is not None:
-                    self.progress(self.summary.read, max(total, self.summary.read))
+            writing: defer.Deferred | None = None
+            try:
+                while True:
+                    batch = await pending
+                    if not batch:
+                        break
+                    pending = self._inThread(source.batchAfter, batch[-1].legacy_id,
+                                             self.batch_size)
+                    accepted = self._classify(batch, mapper, winners)
+                    if writing is not None:
+                        await writing
+                    await self._addNewVersions(accepted, mapper)
+                    await self._ensureWeeks(accepted)
+                    writing = defer.ensureDeferred(self._writeBatch(accepted, total))
+                if writing is not None:
+                    await writing
+            except BaseException:
+                if writing is not None:
+                    writing.addErrback(lambda _: None)  # the first failure is the one raised
+                raise
         finally:
             source.close()
         self.summary.seconds = time.monotonic() - started
@@ -420,9 +433,10 @@ class LegacyImporter:
             winners.update(chooseWinners(groups, mapper))
         return winners
 
-    async def _importBatch(
+    def _classify(
         self, batch: list[LegacyReport], mapper: VersionMapper, winners: dict[str, Any]
-    ) -> None:
+    ) -> list[Prepared]:
+        """Count the batch as read; reject or consolidate what will not be written; the rest."""
         summary = self.summary
         summary.read += len(batch)
         accepted: list[Prepared] = []
@@ -436,13 +450,16 @@ class LegacyImporter:
                 summary.consolidated += 1
                 continue
             accepted.append(prepared)
-        await self._addNewVersions(accepted, mapper)
-        await self._ensureWeeks(accepted)
+        return accepted
+
+    async def _writeBatch(self, accepted: list[Prepared], total: int) -> None:
         stored = await self._write(accepted)
-        summary.written += len(stored)
-        summary.aliased += sum(1 for p in stored if p.how == ALIAS)
+        self.summary.written += len(stored)
+        self.summary.aliased += sum(1 for p in stored if p.how == ALIAS)
         if self.rejectsFile is not None:
             self.rejectsFile.flush()
+        if self.progress is not None:
+            self.progress(self.summary.read, max(total, self.summary.read))
 
     async def _addNewVersions(self, accepted: list[Prepared], mapper: VersionMapper) -> None:
         """Make every unknown version canonical before the reports naming it are written."""
