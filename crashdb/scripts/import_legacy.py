@@ -54,8 +54,12 @@ async def _main(reactor, args: argparse.Namespace):
             try:
                 loaded = await db.versions.loadVersionMap(versionMap)
             except InvalidInputError as error:
-                line = "" if error.index is None else f" line {error.index + 1}:"
-                raise UsageError(f"{args.version_map}:{line} {error}") from error
+                where = [f"{args.version_map}:"]
+                if error.index is not None:
+                    where.append(f"line {error.index + 1}:")
+                if error.field is not None:
+                    where.append(f"field {error.field!r}:")
+                raise UsageError(" ".join([*where, error.message])) from error
             print(f"version map: {loaded} rows loaded from {args.version_map}")
         progress = RowsProgress("importing legacy reports")
 

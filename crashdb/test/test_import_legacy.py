@@ -428,7 +428,7 @@ def test_command_fails_with_one_line_for_a_bad_version_map_or_source(problem, tm
                      "--version-map", "bad.csv", cwd=tmp_path)
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [result.stderr.strip()]
-    assert "bad.csv: line 2:" in result.stderr
+    assert "bad.csv: line 2: field 'version': longer than 16" in result.stderr
     result = crashdb("import-legacy", "--from", f"sqlite:///{tmp_path / 'missing.sqlite'}",
                      "--db", target, cwd=tmp_path)
     assert result.returncode == 1 and "no such legacy database" in result.stderr
