@@ -142,36 +142,43 @@ class _ReportRows:
     """The rows of one week's new reports (``REPORT_FIELDS`` order), made as they are read,
     each report validated first unless ``validated``; sized, for the strategy's choice of
     method, and a :class:`copytext.CopySource`, so that a COPY checks and formats each value in
-    one pass."""
+    one pass. ``parents`` collects the ``(id, report)`` of those read that carry extensions or
+    plugins."""
 
     def __init__(self, members: dict[str, tuple[int, dict]], ids: dict[str, int],
                  validated: bool) -> None:
         self.members = members
-        self.ids = ids
+        self.ids = ids  # in the order of members
         self.validated = validated
+        self.parents: list[tuple[int, dict]] = []
 
     def __len__(self) -> int:
         return len(self.members)
 
     def __iter__(self) -> Iterator[list]:
-        ids = self.ids
-        for uuid, (index, report) in self.members.items():
+        parents = self.parents
+        for (index, report), report_id in zip(self.members.values(), self.ids.values()):
             if not self.validated:
                 _validateReport(report, index)
-            yield [ids[uuid], *map(report.get, VALUE_FIELDS)]
+            if "extensions" in report or "plugins" in report:
+                parents.append((report_id, report))
+            yield [report_id, *map(report.get, VALUE_FIELDS)]
 
     def copyLines(self, formatter: copytext.CopyFormatter) -> Iterator[str]:
-        ids = self.ids
         encode = _copyEncoder.line
-        for uuid, (index, report) in self.members.items():
-            line = encode(report, str(ids[uuid]))
+        parents = self.parents
+        for (index, report), report_id in zip(self.members.values(), self.ids.values()):
+            line = encode(report, str(report_id))
             if line is None:  # not certainly valid: validate properly, format plainly
                 if not self.validated:
                     _validateReport(report, index)
-                line = formatter.line([ids[uuid], *map(report.get, VALUE_FIELDS)])
-            elif not self.validated and (report.get("extensions") is not None
-                                         or report.get("plugins") is not None):
-                _validateChildLists(report, index)
+                line = formatter.line([report_id, *map(report.get, VALUE_FIELDS)])
+                if "extensions" in report or "plugins" in report:
+                    parents.append((report_id, report))
+            elif "extensions" in report or "plugins" in report:
+                if not self.validated:
+                    _validateChildLists(report, index)
+                parents.append((report_id, report))
             yield line
 
 
@@ -270,15 +277,14 @@ class ReportsConnectorComponent(DBConnectorComponent):
                    ) -> None:
         """The fast path: every report is new (else a unique violation is raised)."""
         strategy = self.db.strategy
+        parents = {}
         for monday, members in weeks.items():
             rows = _ReportRows(members, assigned[monday], validated)
             with _inWeek(strategy, monday):
                 strategy.bulkInsert(conn, childTable("reports", monday, strategy.name),
                                     REPORT_FIELDS, rows)
-        self._storeChildren(conn, {
-            monday: [(assigned[monday][uuid], report) for uuid, (_, report) in members.items()]
-            for monday, members in weeks.items()
-        })
+            parents[monday] = rows.parents
+        self._storeChildren(conn, parents)
 
     def _insertNew(self, conn: sa.Connection, weeks: dict, assigned: dict) -> dict:
         """The careful path: stored uuids are skipped and their ids looked up; the new
@@ -289,14 +295,14 @@ class ReportsConnectorComponent(DBConnectorComponent):
         for monday, members in weeks.items():
             ids = assigned[monday]
             child = childTable("reports", monday, strategy.name)
+            rows = _ReportRows(members, ids, True)
             with _inWeek(strategy, monday):
-                inserted = strategy.insertNew(conn, child, REPORT_FIELDS,
-                                              _ReportRows(members, ids, True), "uuid")
+                inserted = strategy.insertNew(conn, child, REPORT_FIELDS, rows, "uuid")
             known = self._idsByUuid(conn, child, [u for u in members if u not in inserted])
             stored[monday] = {uuid: ids[uuid] if uuid in inserted else known[uuid]
                               for uuid in members}
-            added[monday] = [(ids[uuid], report) for uuid, (_, report) in members.items()
-                             if uuid in inserted]
+            added[monday] = [(report_id, report) for report_id, report in rows.parents
+                             if report["uuid"] in inserted]
         self._storeChildren(conn, added)
         return stored
 
