@@ -343,8 +343,8 @@ class LegacyImporter:
     """Imports the legacy database at ``source_url`` into ``db`` (a DBConnector).
 
     ``rejects`` receives the rejects CSV (``legacy_id,uuid,reason``); ``progress(done, total)``
-    is called after each batch. Source reads run in the reactor's thread pool, one batch ahead
-    of the writes.
+    is called after each batch is written. Source reads run in the reactor's thread pool while
+    the previous batch is prepared and the one before it written.
     """
 
     def __init__(
@@ -412,8 +412,9 @@ class LegacyImporter:
                 if writing is not None:
                     await writing
             except BaseException:
-                if writing is not None:
-                    writing.addErrback(lambda _: None)  # the first failure is the one raised
+                for inFlight in (pending, writing):  # the first failure is the one raised
+                    if inFlight is not None:
+                        inFlight.addErrback(lambda _: None)
                 raise
         finally:
             source.close()
