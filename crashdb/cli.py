@@ -15,6 +15,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import alembic.util
 import sqlalchemy as sa
 from twisted.internet import defer, task
 
@@ -96,6 +97,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("crashdb: interrupted", file=sys.stderr)
         return 130
-    except (CrashDBError, sa.exc.SQLAlchemyError, OSError) as error:
+    except (CrashDBError, sa.exc.SQLAlchemyError, OSError, alembic.util.CommandError) as error:
         print(f"crashdb: error: {describe(error)}", file=sys.stderr)
         return 1

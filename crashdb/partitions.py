@@ -173,7 +173,10 @@ class PartitionsConnectorComponent(DBConnectorComponent):
     def ensureWeek(self, when: datetime.datetime | datetime.date) -> defer.Deferred:
         """Create the week holding ``when`` for every partitioned table; Deferred of the names
         created (empty if the week existed)."""
-        monday = weekStart(when)
+        try:
+            monday = weekStart(when)
+        except InvalidInputError as error:
+            return defer.fail(error)
         return self.db.pool.do_with_engine(self.db.strategy.createWeek, monday)
 
     def createAhead(

@@ -42,7 +42,7 @@ T = TypeVar("T")
 RETRY_WINDOW = 10.0  # seconds after a call was made during which transient errors are retried
 FIRST_DELAY = 0.05
 MAX_DELAY = 1.0
-MAX_REPAIRS = 5
+MAX_REPAIRS = 3  # times the same repair may be asked for: a batch may need many different ones
 
 
 class _TransactionLost(Exception):  # noqa: N818 - internal signal
@@ -73,7 +73,7 @@ def _runInTransaction(
     kw: dict[str, Any],
 ) -> T:
     """The retry loop: transient errors are retried until ``deadline`` (``time.monotonic()``)."""
-    repairs = 0
+    repairs: dict[str, int] = {}
     attempt = 0
     repair: Callable[[Any], object] | None = None
     while True:
@@ -115,9 +115,10 @@ def _runInTransaction(
                 stage = "committed"
             return result
         except RetryAfterRepair as signal:
-            repairs += 1
-            if repairs > MAX_REPAIRS:
-                raise CrashDBError(f"gave up after {MAX_REPAIRS} repairs: {signal}") from signal
+            repairs[str(signal)] = repairs.get(str(signal), 0) + 1
+            if repairs[str(signal)] > MAX_REPAIRS:
+                raise CrashDBError(
+                    f"gave up after repairing {MAX_REPAIRS} times: {signal}") from signal
             log.info("retrying after repair: %s", signal)
             repair = signal.repair
             attempt -= 1  # a repair is progress, not a failed attempt

@@ -108,6 +108,8 @@ class RawCrashesConnectorComponent(DBConnectorComponent):
                     raise InvalidInputError(f"{key!r}: only scalar values compare", field="where")
             if limit is not None:
                 requireInteger(limit, "limit")
+                if limit < 0:
+                    raise InvalidInputError("must not be negative", field="limit")
         except InvalidInputError as error:
             return defer.fail(error)
 

@@ -99,3 +99,21 @@ def test_bad_arguments_are_rejected(db):
         yield db.partitions.dropWeeksBefore(datetime.datetime(2012, 1, 1))
     with pytest.raises(InvalidInputError):
         yield db.partitions.getPartitions("jobs")
+
+
+@pytest_twisted.inlineCallbacks
+def test_partition_sizes_count_rows(db):
+    yield db.insertTestData([fakedb.Report(date_processed=at(2009, 1, 27)) for _ in range(3)])
+    sizes = yield db.partitions.getPartitionSizes()
+    assert set(sizes) == {f"{t}_20090126" for t in
+                          ("reports", "extensions", "plugins_reports", "raw_crashes")}
+    rows, _ = sizes["reports_20090126"]
+    assert rows in (3, None)  # PostgreSQL gives its estimate, None until analysed
+    if db.backend != "postgresql":
+        assert rows == 3
+
+
+@pytest_twisted.inlineCallbacks
+def test_ensure_week_rejects_a_naive_datetime(db):
+    with pytest.raises(InvalidInputError):
+        yield db.partitions.ensureWeek(datetime.datetime(2012, 1, 1))

@@ -205,7 +205,7 @@ def test_retry_after_repair_is_bounded(pool, engine):
     def thd(conn):
         raise RetryAfterRepair("never fixed", repaired.append)
 
-    with pytest.raises(CrashDBError, match=f"gave up after {MAX_REPAIRS} repairs"):
+    with pytest.raises(CrashDBError, match=f"gave up after repairing {MAX_REPAIRS} times"):
         yield pool.do(thd)
     assert len(repaired) == MAX_REPAIRS
 

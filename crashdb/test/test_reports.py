@@ -298,3 +298,25 @@ def test_find_plugin_id_survives_a_race(db):
         sa.select(sa.func.count()).select_from(model.plugins)).scalar_one())
     assert count == 1
     assert (yield db.plugins.findPluginId("r.dll", "R")) == found
+
+
+@pytest_twisted.inlineCallbacks
+def test_one_batch_may_create_many_missing_weeks(db):
+    rows = [report(uuid=f"w{n}", when=TUESDAY + datetime.timedelta(weeks=n)) for n in range(12)]
+    ids = yield db.reports.addReports(rows)
+    assert len(set(ids)) == 12
+    assert len((yield db.partitions.getPartitions("reports"))) == 12
+
+
+@pytest_twisted.inlineCallbacks
+def test_deleting_a_report_cascades_to_its_extensions_and_plugins(db):
+    report_id = yield db.reports.addReport(report(
+        extensions=[{"extension_id": "a@x"}, {"extension_id": "b@x"}],
+        plugins=[{"filename": "f.dll", "name": "F", "version": "1"}]))
+
+    def delete(conn):
+        conn.exec_driver_sql(f"DELETE FROM reports_20121015 WHERE id = {report_id}")
+
+    yield db.pool.do(delete)
+    assert (yield db.extensions.getExtensions(report_id, TUESDAY)) == []
+    assert (yield db.plugins.getPluginReports(report_id, TUESDAY)) == []
