@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import functools
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -18,8 +18,8 @@ from twisted.internet import defer
 
 from crashdb import copytext, model
 from crashdb.base import DBConnectorComponent, batched
-from crashdb.exceptions import InvalidInputError
-from crashdb.partitions import WEEK, childTable, missingPartition, weekStart
+from crashdb.exceptions import InvalidInputError, RetryAfterRepair
+from crashdb.partitions import WEEK, childTable, weekStart
 from crashdb.plugins import pluginIds
 from crashdb.validation import (
     RowValidator,
@@ -109,13 +109,19 @@ def _monday(when: datetime.datetime) -> datetime.datetime:
 
 
 @contextlib.contextmanager
-def _inWeek(strategy: Any, monday: datetime.datetime) -> Iterator[None]:
-    """Writes to ``monday``'s children: a missing child becomes the repair signal."""
+def _inWeek(strategy: Any, monday: datetime.datetime, batch: Iterable[datetime.datetime]
+            ) -> Iterator[None]:
+    """Writes to ``monday``'s children: a missing child becomes the repair signal, whose repair
+    creates every week of the ``batch`` (so that a batch needs one repair, not one a week)."""
     try:
         yield
     except sa.exc.DBAPIError as error:
         if strategy.isMissingTable(error):
-            raise missingPartition(strategy, monday) from error
+            mondays = sorted(set(batch))
+            raise RetryAfterRepair(
+                f"no partition for the week of {monday:%Y-%m-%d}",
+                repair=lambda engine: [strategy.createWeek(engine, m) for m in mondays],
+            ) from error
         raise
 
 
@@ -280,7 +286,7 @@ class ReportsConnectorComponent(DBConnectorComponent):
         parents = {}
         for monday, members in weeks.items():
             rows = _ReportRows(members, assigned[monday], validated)
-            with _inWeek(strategy, monday):
+            with _inWeek(strategy, monday, weeks):
                 strategy.bulkInsert(conn, childTable("reports", monday, strategy.name),
                                     REPORT_FIELDS, rows)
             parents[monday] = rows.parents
@@ -296,7 +302,7 @@ class ReportsConnectorComponent(DBConnectorComponent):
             ids = assigned[monday]
             child = childTable("reports", monday, strategy.name)
             rows = _ReportRows(members, ids, True)
-            with _inWeek(strategy, monday):
+            with _inWeek(strategy, monday, weeks):
                 inserted = strategy.insertNew(conn, child, REPORT_FIELDS, rows, "uuid")
             known = self._idsByUuid(conn, child, [u for u in members if u not in inserted])
             stored[monday] = {uuid: ids[uuid] if uuid in inserted else known[uuid]
@@ -339,7 +345,7 @@ class ReportsConnectorComponent(DBConnectorComponent):
                 for report_id, report in reports
                 for plugin in report.get("plugins") or ()
             ]
-            with _inWeek(strategy, monday):
+            with _inWeek(strategy, monday, added):
                 if extensions:
                     strategy.bulkInsert(conn, childTable("extensions", monday, strategy.name),
                                         EXTENSION_FIELDS, extensions)

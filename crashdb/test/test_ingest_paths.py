@@ -13,6 +13,7 @@ from twisted.internet import defer
 from crashdb.dialects import createEngine
 from crashdb.exceptions import InvalidInputError
 from crashdb.partitions import WEEK, childTable, weekStart
+from crashdb.pool import MAX_REPAIRS
 from crashdb.reports import BULK_MIN_ROWS, REPORT_FIELDS
 
 UTC = datetime.UTC
@@ -92,6 +93,21 @@ def test_missing_weeks_are_created_by_the_bulk_path(db):
     parts = yield db.partitions.getPartitions("reports")
     assert [p["start"] for p in parts] == [weekStart(TUESDAY) + n * WEEK for n in range(5)]
     assert (yield db.reports.countReports()) == 30
+
+
+@pytest.mark.parametrize("size", [BULK_MIN_ROWS - 1, 40])
+@pytest_twisted.inlineCallbacks
+def test_all_missing_weeks_of_a_batch_are_created_by_one_repair(db, size, monkeypatch):
+    rows = reports(size, step=(MAX_REPAIRS + 3) * WEEK / size)
+    weeks = {weekStart(row["date_processed"]) for row in rows}
+    attempts = []
+    write = db.reports._write
+    monkeypatch.setattr(db.reports, "_write", lambda *a: attempts.append(1) or write(*a))
+    ids = yield db.reports.addReports(rows)
+    assert len(set(ids)) == size and len(weeks) > MAX_REPAIRS
+    assert len(attempts) == 2  # the first finds a week missing; its repair creates them all
+    parts = yield db.partitions.getPartitions("reports")
+    assert {p["start"] for p in parts} == weeks
 
 
 @pytest_twisted.inlineCallbacks
