@@ -45,7 +45,8 @@ def escape(text: str) -> str:
     )
 
 
-def _datetime(value: datetime.datetime) -> str:
+def timestamp(value: datetime.datetime) -> str:
+    """An aware datetime as COPY text: ISO 8601 in UTC."""
     if value.tzinfo is not UTC:
         value = value.astimezone(UTC)
     return value.isoformat()
@@ -84,7 +85,7 @@ def _converter(column: sa.Column) -> Callable[[Any], str] | None:
     if isinstance(kind, sa.Integer):
         return _integer
     if isinstance(kind, sa.DateTime):
-        return _datetime
+        return timestamp
     if isinstance(kind, sa.Date):
         return _date
     raise TypeError(f"no COPY text format for column {column} of type {column.type!r}")
@@ -163,8 +164,9 @@ def _kind(column: sa.Column) -> tuple[int, int]:
 class CheckingEncoder:
     """COPY lines straight from input dicts, each value checked as it is formatted.
 
-    ``line(row, lead)`` gives ``lead`` (a field already formatted, e.g. an id the caller
-    assigned) and the values of ``columns`` as one line, or None unless the row is certainly
+    ``line(row, lead)`` gives ``lead`` (``leadFields`` fields already formatted and joined by
+    tabs, needing no escapes: e.g. an id the caller assigned) and the values of ``columns`` as
+    one line, or None unless the row is certainly
     valid: its keys among ``keys``, the ``required`` ones not None, and every value of exactly
     the type its column takes (``str`` within the column's length and free of NUL characters,
     ``int`` within 32 bits, ``bool``, timezone-aware ``datetime``). That is a strict subset of
@@ -178,7 +180,7 @@ class CheckingEncoder:
 
     def __init__(
         self, table: sa.Table, columns: Sequence[str], keys: Iterable[str],
-        required: Iterable[str],
+        required: Iterable[str], leadFields: int = 1,
     ) -> None:
         required = set(required)
         fields = [f"f{position}" for position in range(len(columns))]
@@ -202,7 +204,8 @@ class CheckingEncoder:
         code += [
             '    text = f"{lead}\\t' + "\\t".join(f"{{{field}}}" for field in fields) + '"',
             '    if "\\x00" in text: return None  # only strings can hold one: all at once',
-            f'    if text.count("\\t") == {len(fields)} and text.count("\\\\") == nulls'
+            f'    if text.count("\\t") == {len(fields) + leadFields - 1}'
+            ' and text.count("\\\\") == nulls'
             ' and "\\n" not in text and "\\r" not in text:',
             "        return text",
             "    return \"\\t\".join([lead, *[field if field is MARKER else escape(field)",

@@ -51,6 +51,10 @@ _copyEncoder = copytext.CheckingEncoder(
     model.reports, VALUE_FIELDS, keys=(*VALUE_FIELDS, *CHILD_LISTS), required=("uuid",
                                                                                 "date_processed")
 )
+_extensionEncoder = copytext.CheckingEncoder(
+    model.extensions, EXTENSION_FIELDS[3:], keys=EXTENSION_FIELDS[3:], required=("extension_id",),
+    leadFields=3,
+)
 _pluginValidator = RowValidator(
     sa.Table(  # a plugin as the caller gives it: the plugin's identity and its loaded version
         "plugin_input",
@@ -186,6 +190,37 @@ class _ReportRows:
                     _validateChildLists(report, index)
                 parents.append((report_id, report))
             yield line
+
+
+class _ExtensionRows:
+    """The extensions of one week's new ``(id, report)`` pairs, as ``EXTENSION_FIELDS`` rows;
+    as a :class:`copytext.CopySource`, each report's timestamp is formatted once for all of its
+    extensions."""
+
+    def __init__(self, parents: list[tuple[int, dict]]) -> None:
+        self.parents = [(report_id, report, report.get("extensions"))
+                        for report_id, report in parents if report.get("extensions")]
+
+    def __len__(self) -> int:
+        return sum(len(extensions) for _, _, extensions in self.parents)
+
+    def __iter__(self) -> Iterator[tuple]:
+        for report_id, report, extensions in self.parents:
+            for key, extension in enumerate(extensions):
+                yield (report_id, report["date_processed"], key, extension["extension_id"],
+                       extension.get("extension_version"))
+
+    def copyLines(self, formatter: copytext.CopyFormatter) -> Iterator[str]:
+        encode = _extensionEncoder.line
+        for report_id, report, extensions in self.parents:
+            lead = f"{report_id}\t{copytext.timestamp(report['date_processed'])}\t"
+            for key, extension in enumerate(extensions):
+                line = encode(extension, f"{lead}{key}")
+                if line is None:  # validated already: a value of an unusual type
+                    line = formatter.line((report_id, report["date_processed"], key,
+                                           extension["extension_id"],
+                                           extension.get("extension_version")))
+                yield line
 
 
 class ReportsConnectorComponent(DBConnectorComponent):
@@ -333,12 +368,7 @@ class ReportsConnectorComponent(DBConnectorComponent):
         }
         pluginIdsByKey = pluginIds(conn, strategy, wanted) if wanted else {}
         for monday, reports in added.items():
-            extensions = [
-                (report_id, report["date_processed"], key, extension["extension_id"],
-                 extension.get("extension_version"))
-                for report_id, report in reports
-                for key, extension in enumerate(report.get("extensions") or ())
-            ]
+            extensions = _ExtensionRows(reports)
             plugins = [
                 (report_id, pluginIdsByKey[(plugin["filename"], plugin["name"])],
                  report["date_processed"], plugin["version"])

@@ -11,7 +11,14 @@ import pytest
 
 from crashdb import copytext, model
 from crashdb.exceptions import InvalidInputError
-from crashdb.reports import REPORT_FIELDS, VALUE_FIELDS, _copyEncoder, _reportValidator
+from crashdb.reports import (
+    EXTENSION_FIELDS,
+    REPORT_FIELDS,
+    VALUE_FIELDS,
+    _copyEncoder,
+    _extensionEncoder,
+    _reportValidator,
+)
 
 UTC = datetime.UTC
 TOKYO = datetime.timezone(datetime.timedelta(hours=9))
@@ -139,3 +146,18 @@ def test_the_reader_hands_out_whole_lines_in_chunks_and_keeps_an_error():
     with pytest.raises(ValueError):
         reader.read(10**6)
     assert isinstance(reader.error, ValueError)
+
+
+def test_the_extension_encoder_with_a_three_field_lead_agrees_with_the_formatter():
+    formatter = copytext.formatter(model.extensions, EXTENSION_FIELDS)
+    when = datetime.datetime(2012, 10, 16, 19, 30, tzinfo=TOKYO)
+    lead = f"7\t{copytext.timestamp(when)}\t2"
+    for text in NASTY + ["a@b.c"]:
+        for extension in ({"extension_id": text}, {"extension_id": "x", "extension_version": text},
+                          {"extension_id": text, "extension_version": None}):
+            line = _extensionEncoder.line(extension, lead)
+            assert line == formatter.line([7, when, 2, extension["extension_id"],
+                                           extension.get("extension_version")])
+    for odd in ({"extension_id": None}, {"extension_id": 5}, {"extension_id": "a", "x": 1},
+                {"extension_id": "nul\x00"}, {"extension_version": "1"}, ["extension_id"]):
+        assert _extensionEncoder.line(odd, lead) is None
