@@ -54,6 +54,11 @@ class Strategy:
         concurrent claimers take different jobs without waiting on each other."""
         raise NotImplementedError
 
+    def inList(self, column: sa.ColumnElement, name: str) -> sa.ColumnElement:
+        """``column IN`` the list passed at execution as parameter ``name``, in a statement
+        that can be compiled once and reused whatever the list's length."""
+        raise NotImplementedError
+
     def codePointOrder(self, expression: sa.ColumnElement) -> sa.ColumnElement:
         """``expression`` to ORDER BY in code point order (Python's ``sorted``) whatever the
         database's collation, so rankings break ties identically on every backend."""
@@ -232,6 +237,9 @@ class SQLiteStrategy(Strategy):
     def skipLocked(self, select: sa.Select) -> sa.Select:
         return select  # BEGIN IMMEDIATE: one writer at a time, nothing to skip
 
+    def inList(self, column: sa.ColumnElement, name: str) -> sa.ColumnElement:
+        return column.in_(sa.bindparam(name, expanding=True))  # at most 999 items
+
     def codePointOrder(self, expression: sa.ColumnElement) -> sa.ColumnElement:
         return expression  # BINARY, SQLite's default collation, compares UTF-8 bytes
 
@@ -397,6 +405,10 @@ class PostgresStrategy(Strategy):
 
     def skipLocked(self, select: sa.Select) -> sa.Select:
         return select.with_for_update(skip_locked=True)
+
+    def inList(self, column: sa.ColumnElement, name: str) -> sa.ColumnElement:
+        # one array parameter: SQLAlchemy re-renders an expanding IN on every execution
+        return column == sa.any_(sa.bindparam(name, type_=postgresql.ARRAY(column.type)))
 
     def codePointOrder(self, expression: sa.ColumnElement) -> sa.ColumnElement:
         return expression.collate("C")  # byte order of UTF-8: code point order
