@@ -318,9 +318,10 @@ def benchmark(url: str, args: argparse.Namespace) -> dict[tuple[str, int], float
         print("pgqueuer or asyncpg is not installed (pip install crashdb[bench]): skipped")
         methods.remove("pgqueuer")
     rates: dict[tuple[str, int], float] = {}
+    # rounds interleave the methods, so that a neighbour's load spoils no method alone
     for processes in args.processes:
-        for method in methods:
-            for _ in range(args.repeat):
+        for _ in range(args.repeat):
+            for method in methods:
                 if method == "pgqueuer":
                     queuePgqueuer(url, args.jobs)
                     command = [sys.executable, HERE, "--worker", "pgqueuer", url,
@@ -385,7 +386,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--loops", type=int, default=4,
                         help="concurrent claim/complete loops (and threads) per crashdb process")
     parser.add_argument("--methods", default="crashdb,service,naive,pgqueuer")
-    parser.add_argument("--repeat", type=int, default=1, help="runs per cell; the best counts")
+    parser.add_argument("--repeat", type=int, default=2,
+                        help="rounds of runs, methods interleaved; a cell's best counts")
     args = parser.parse_args(argv)
     if args.db:
         rates = benchmark(args.db, args)

@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from twisted.application import service
 from twisted.internet import defer, task
 from twisted.python import failure
 
 from crashdb.exceptions import NotClaimedError
+
+if TYPE_CHECKING:
+    from crashdb.connector import DBConnector
 
 log = logging.getLogger("crashdb.service")
 
@@ -51,7 +54,7 @@ class ProcessorService(service.Service):
 
     def __init__(
         self,
-        db: Any,
+        db: DBConnector,
         name: str,
         process: Callable[[dict[str, Any]], Any],
         batchSize: int = 10,
@@ -261,8 +264,10 @@ class ProcessorService(service.Service):
             self._flushing = d = self._flush()
             d.addBoth(self._flushDone)
 
-    def _flushDone(self, _: Any) -> None:
+    def _flushDone(self, result: Any) -> None:
         self._flushing = None
+        if isinstance(result, failure.Failure):
+            log.error("recording job outcomes failed:\n%s", result.getTraceback())
 
     @defer.inlineCallbacks
     def _flush(self):
