@@ -17,7 +17,7 @@ from twisted.application import service
 from twisted.internet import defer, task
 from twisted.python import failure
 
-from crashdb.exceptions import NotClaimedError
+from crashdb.exceptions import CommitOutcomeUnknownError, NotClaimedError
 
 if TYPE_CHECKING:
     from crashdb.connector import DBConnector
@@ -93,6 +93,7 @@ class ProcessorService(service.Service):
         self._starting: defer.Deferred | None = None
         self._stopped = False  # set once stopping has given up on the running jobs
         self._batching = False  # starting a claimed batch: hold completions until all started
+        self._writing: set[int] = set()  # jobs whose completion is being written
         self._heartbeat = task.LoopingCall(self._beat)
         self._heartbeat.clock = clock
 
@@ -227,9 +228,27 @@ class ProcessorService(service.Service):
             self._batching = False
         self._flushSoon()
 
-    def _claimFailed(self, reason: failure.Failure) -> None:
+    def _claimFailed(self, reason: failure.Failure) -> defer.Deferred | None:
         log.error("claiming jobs failed: %s", reason.getErrorMessage())
         self._backOff()
+        if reason.check(CommitOutcomeUnknownError):
+            return self._releaseStrays()  # no poll until done: _claiming stays set
+        return None
+
+    @defer.inlineCallbacks
+    def _releaseStrays(self):
+        """After a claim whose COMMIT was lost: jobs may be claimed by us that we never heard
+        of. Release every incomplete job we hold but neither run nor are completing."""
+        try:
+            held = yield self.db.jobs.getJobs(claimed=self.processorid, complete=False)
+            known = set(self._running) | {jobid for jobid, _, _ in self._pending} | self._writing
+            strays = [job["jobid"] for job in held if job["jobid"] not in known]
+            if strays:
+                yield self.db.jobs.unclaimJobs(strays, self.processorid)
+                log.warning("released %d jobs a lost claim may have taken", len(strays))
+        except Exception:
+            log.exception("could not release the jobs of a lost claim; they wait for this "
+                          "processor's stop or expiry")
 
     def _backOff(self) -> None:
         self._pollCall = self.clock.callLater(self._delay, self._poll) if self.running else None
@@ -278,8 +297,12 @@ class ProcessorService(service.Service):
             groups: dict[tuple[bool, str | None], list[int]] = {}
             for jobid, success, message in pending:
                 groups.setdefault((success, message), []).append(jobid)
-            for (success, message), jobids in groups.items():
-                yield self._complete(jobids, success, message)
+            self._writing = {jobid for jobid, _, _ in pending}
+            try:
+                for (success, message), jobids in groups.items():
+                    yield self._complete(jobids, success, message)
+            finally:
+                self._writing = set()
 
     @defer.inlineCallbacks
     def _complete(self, jobids: list[int], success: bool, message: str | None):

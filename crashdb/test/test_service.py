@@ -334,3 +334,36 @@ def test_drains_a_real_database_with_the_reactor(realdb):
     assert len(done) == 120 and all(j["claimed_by_processorid"] == service.processorid
                                     for j in done)
     assert (yield db.processors.getProcessor(service.processorid))["active"] is False
+
+
+def test_jobs_of_a_claim_whose_commit_was_lost_are_released_then_done_once():
+    from crashdb.exceptions import CommitOutcomeUnknownError
+
+    h = Harness(hold=True, pollInterval=1.0, concurrency=2, batchSize=1)
+    h.add(["running", "lost", "later"])
+    real = h.db.jobs.claimNextJobs
+    calls = []
+
+    def claimLosingTheSecondCommit(*args):
+        calls.append(args)
+        d = real(*args)
+        if len(calls) == 2:  # the claim commits, but the answer never arrives
+            d.addCallback(lambda jobs: defer.fail(CommitOutcomeUnknownError("lost")))
+        return d
+
+    h.db.jobs.claimNextJobs = claimLosingTheSecondCommit
+    pid = h.start()
+    pump(h.clock)
+    assert sorted(h.waiting) == ["running"]  # "lost" is claimed by us, unknown to us
+    jobs = h.jobs()
+    assert jobs["lost"]["claimed_by_processorid"] is None  # released at once
+    assert jobs["running"]["claimed_by_processorid"] == pid  # what we run is kept
+    h.clock.advance(1.0)
+    assert sorted(h.waiting) == ["lost", "running"]
+    for uuid in list(h.waiting):
+        h.waiting.pop(uuid).callback(None)
+    pump(h.clock)
+    h.clock.advance(2.0)
+    h.waiting.pop("later").callback(None)
+    assert all(j["complete"] for j in h.jobs().values())
+    assert sorted(j["uuid"] for j in h.seen) == ["later", "lost", "running"]
