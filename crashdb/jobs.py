@@ -216,7 +216,7 @@ class JobsConnectorComponent(DBConnectorComponent):
     ) -> defer.Deferred:
         """Deferred of jobdicts ordered by jobid. ``claimed``: None (any), True (claimed),
         False (unclaimed) or a processor id (claimed by it); ``complete``: None, True or False.
-        A completed job keeps its claim, so ``claimed=False`` finds only incomplete jobs."""
+        A job completed through ``completeJobs`` keeps its claim, so counts as claimed."""
         try:
             if claimed is not None and type(claimed) is not bool:
                 requireInteger(claimed, "claimed")
