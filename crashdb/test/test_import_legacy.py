@@ -491,3 +491,16 @@ def test_killed_import_run_again_equals_one_uninterrupted_run(tmp_path):
             engine.dispose()
 
     assert dump(killed) == dump(whole)
+
+
+def test_progress_shows_rows_per_second():
+    from crashdb.scripts.import_legacy import RowsProgress
+
+    now = [0.0]
+    stream = io.StringIO()
+    progress = RowsProgress("importing legacy reports", total=1000, stream=stream,
+                            interactive=False, interval=0, clock=lambda: now[0])
+    now[0] = 2.0
+    progress.update(400)
+    assert "400/1000" in stream.getvalue()
+    assert "200 rows/s" in stream.getvalue()
