@@ -12,7 +12,7 @@ import functools
 import itertools
 import logging
 import time
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -80,6 +80,21 @@ class Strategy:
     def isUniqueViolation(self, error: sa.exc.DBAPIError) -> bool:
         """True if ``error`` is a duplicate key in a unique index or primary key."""
         raise NotImplementedError
+
+    def isMissingPartition(self, error: sa.exc.DBAPIError) -> bool:
+        """True if ``error`` means a week's partition is missing: its child does not exist
+        (``isMissingTable``), or a row sent through a parent found no child to go to."""
+        return self.isMissingTable(error)
+
+    def bulkInsertWeeks(
+        self, conn: sa.Connection, parent: str, columns: Sequence[str],
+        weeks: Mapping[datetime.datetime, Collection[Any]],
+    ) -> None:
+        """``bulkInsert`` of each week's rows into its child of ``parent``; a missing child
+        fails the call (``isMissingPartition``)."""
+        for monday, rows in weeks.items():
+            if len(rows):
+                self.bulkInsert(conn, childTable(parent, monday, self.name), columns, rows)
 
     def bulkInsert(
         self, conn: sa.Connection, table: sa.Table, columns: Sequence[str], rows: Collection[Any]
@@ -434,6 +449,26 @@ class PostgresStrategy(Strategy):
 
     def isUniqueViolation(self, error: sa.exc.DBAPIError) -> bool:
         return getattr(error.orig, "pgcode", None) == "23505"
+
+    def isMissingPartition(self, error: sa.exc.DBAPIError) -> bool:
+        if self.isMissingTable(error):
+            return True
+        # "no partition of relation ... found for row": a check violation naming no constraint
+        diagnostics = getattr(error.orig, "diag", None)
+        return (getattr(error.orig, "pgcode", None) == "23514"
+                and getattr(diagnostics, "constraint_name", None) is None)
+
+    def bulkInsertWeeks(
+        self, conn: sa.Connection, parent: str, columns: Sequence[str],
+        weeks: Mapping[datetime.datetime, Collection[Any]],
+    ) -> None:
+        """One ``COPY`` into ``parent`` for all the weeks, which PostgreSQL routes to their
+        children: a statement (and its round trips) per batch rather than per week."""
+        rows = copytext.chain(weeks.values())
+        if len(rows) < self.COPY_MIN_ROWS:
+            super().bulkInsertWeeks(conn, parent, columns, weeks)
+        else:
+            self.copyRows(conn, model.metadata.tables[parent], columns, rows)
 
     #: below this many rows a multi-row INSERT beats COPY's extra round trip
     COPY_MIN_ROWS = 16
