@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import datetime
 import functools
+import itertools
 import json
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from typing import Any, Protocol
@@ -251,6 +252,27 @@ def lines(formatter: CopyFormatter, rows: Collection[Any]) -> Iterator[str]:
     """The COPY lines of ``rows``: their own for a :class:`CopySource`, else ``formatter``'s."""
     copyLines = getattr(rows, "copyLines", None)
     return copyLines(formatter) if copyLines is not None else map(formatter.line, rows)
+
+
+class _Chain:
+    """Several row collections as one, :class:`CopySource` ones keeping their own lines."""
+
+    def __init__(self, parts: Iterable[Collection[Any]]) -> None:
+        self.parts = list(parts)
+
+    def __len__(self) -> int:
+        return sum(map(len, self.parts))
+
+    def __iter__(self) -> Iterator[Any]:
+        return itertools.chain.from_iterable(self.parts)
+
+    def copyLines(self, formatter: CopyFormatter) -> Iterator[str]:
+        return itertools.chain.from_iterable(lines(formatter, part) for part in self.parts)
+
+
+def chain(parts: Iterable[Collection[Any]]) -> _Chain:
+    """The rows of ``parts`` one after another, as one sized collection (a CopySource)."""
+    return _Chain(parts)
 
 
 class CopyReader:

@@ -113,17 +113,17 @@ def _monday(when: datetime.datetime) -> datetime.datetime:
 
 
 @contextlib.contextmanager
-def _inWeek(strategy: Any, monday: datetime.datetime, batch: Iterable[datetime.datetime]
-            ) -> Iterator[None]:
-    """Writes to ``monday``'s children: a missing child becomes the repair signal, whose repair
-    creates every week of the ``batch`` (so that a batch needs one repair, not one a week)."""
+def _inBatch(strategy: Any, weeks: Iterable[datetime.datetime]) -> Iterator[None]:
+    """Writes of a batch spanning ``weeks``: a missing partition becomes the repair signal,
+    whose repair creates every week of the batch (one rollback and retry per batch, not one a
+    week)."""
     try:
         yield
     except sa.exc.DBAPIError as error:
-        if strategy.isMissingTable(error):
-            mondays = sorted(set(batch))
+        if strategy.isMissingPartition(error):
+            mondays = sorted(set(weeks))
             raise RetryAfterRepair(
-                f"no partition for the week of {monday:%Y-%m-%d}",
+                f"no partition for a week of {mondays[0]:%Y-%m-%d} to {mondays[-1]:%Y-%m-%d}",
                 repair=lambda engine: [strategy.createWeek(engine, m) for m in mondays],
             ) from error
         raise
@@ -317,15 +317,11 @@ class ReportsConnectorComponent(DBConnectorComponent):
     def _appendAll(self, conn: sa.Connection, weeks: dict, assigned: dict, validated: bool
                    ) -> None:
         """The fast path: every report is new (else a unique violation is raised)."""
-        strategy = self.db.strategy
-        parents = {}
-        for monday, members in weeks.items():
-            rows = _ReportRows(members, assigned[monday], validated)
-            with _inWeek(strategy, monday, weeks):
-                strategy.bulkInsert(conn, childTable("reports", monday, strategy.name),
-                                    REPORT_FIELDS, rows)
-            parents[monday] = rows.parents
-        self._storeChildren(conn, parents)
+        rows = {monday: _ReportRows(members, assigned[monday], validated)
+                for monday, members in weeks.items()}
+        with _inBatch(self.db.strategy, weeks):
+            self.db.strategy.bulkInsertWeeks(conn, "reports", REPORT_FIELDS, rows)
+        self._storeChildren(conn, {monday: week.parents for monday, week in rows.items()})
 
     def _insertNew(self, conn: sa.Connection, weeks: dict, assigned: dict) -> dict:
         """The careful path: stored uuids are skipped and their ids looked up; the new
@@ -337,7 +333,7 @@ class ReportsConnectorComponent(DBConnectorComponent):
             ids = assigned[monday]
             child = childTable("reports", monday, strategy.name)
             rows = _ReportRows(members, ids, True)
-            with _inWeek(strategy, monday, weeks):
+            with _inBatch(strategy, weeks):
                 inserted = strategy.insertNew(conn, child, REPORT_FIELDS, rows, "uuid")
             known = self._idsByUuid(conn, child, [u for u in members if u not in inserted])
             stored[monday] = {uuid: ids[uuid] if uuid in inserted else known[uuid]
@@ -358,7 +354,7 @@ class ReportsConnectorComponent(DBConnectorComponent):
     def _storeChildren(
         self, conn: sa.Connection, added: dict[datetime.datetime, list[tuple[int, dict]]]
     ) -> None:
-        """The extensions and plugins of newly added ``(id, report)`` pairs, week by week."""
+        """The extensions and plugins of newly added ``(id, report)`` pairs (by week)."""
         strategy = self.db.strategy
         wanted = {
             (plugin["filename"], plugin["name"])
@@ -367,22 +363,20 @@ class ReportsConnectorComponent(DBConnectorComponent):
             for plugin in report.get("plugins") or ()
         }
         pluginIdsByKey = pluginIds(conn, strategy, wanted) if wanted else {}
-        for monday, reports in added.items():
-            extensions = _ExtensionRows(reports)
-            plugins = [
+        plugins = {
+            monday: [
                 (report_id, pluginIdsByKey[(plugin["filename"], plugin["name"])],
                  report["date_processed"], plugin["version"])
                 for report_id, report in reports
                 for plugin in report.get("plugins") or ()
             ]
-            with _inWeek(strategy, monday, added):
-                if extensions:
-                    strategy.bulkInsert(conn, childTable("extensions", monday, strategy.name),
-                                        EXTENSION_FIELDS, extensions)
-                if plugins:
-                    strategy.bulkInsert(
-                        conn, childTable("plugins_reports", monday, strategy.name),
-                        PLUGIN_FIELDS, plugins)
+            for monday, reports in added.items()
+        }
+        with _inBatch(strategy, added):
+            strategy.bulkInsertWeeks(conn, "extensions", EXTENSION_FIELDS, {
+                monday: _ExtensionRows(reports) for monday, reports in added.items()})
+            if wanted:
+                strategy.bulkInsertWeeks(conn, "plugins_reports", PLUGIN_FIELDS, plugins)
 
     def getReport(
         self, uuid: str, date_processed: datetime.datetime | None = None

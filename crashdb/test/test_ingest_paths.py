@@ -341,3 +341,25 @@ def test_insert_new_through_staging_skips_stored_keys(pg):
             "SELECT count(*) FROM pg_class WHERE relpersistence = 't'").scalar_one()
     assert [ids[f"u{i}"] for i in (0, 9, 10, 39)] == [0, 9, 1010, 1039]
     assert temporary == 0
+
+
+@pytest.mark.parametrize("dbUrl", ["postgresql"], indirect=True)
+def test_one_copy_through_the_parent_routes_rows_and_reports_a_missing_week(pg):
+    engine, strategy, child = pg
+    monday = weekStart(TUESDAY)
+    nextWeek = [(100 + i, f"n{i}", TUESDAY + WEEK, "next") for i in range(10)]
+    with engine.begin() as conn, pytest.raises(sa.exc.DBAPIError) as info:
+        strategy.bulkInsertWeeks(conn, "reports", ROW_COLUMNS,
+                                 {monday: rowsFor(10), monday + WEEK: nextWeek})
+    assert strategy.isMissingPartition(info.value) and not strategy.isMissingTable(info.value)
+    strategy.createWeek(engine, monday + WEEK)
+    with engine.begin() as conn:
+        strategy.bulkInsertWeeks(conn, "reports", ROW_COLUMNS,
+                                 {monday: rowsFor(10), monday + WEEK: nextWeek})
+        later = childTable("reports", monday + WEEK, strategy.name)
+        counts = [conn.execute(sa.select(sa.func.count()).select_from(t)).scalar_one()
+                  for t in (child, later)]
+        with pytest.raises(sa.exc.IntegrityError) as info, conn.begin_nested():
+            conn.execute(child.insert().values(id=1, uuid="late", date_processed=TUESDAY + WEEK))
+    assert counts == [10, 10]
+    assert not strategy.isMissingPartition(info.value)  # a child's own date check
