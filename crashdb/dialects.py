@@ -129,14 +129,16 @@ class Strategy:
         return inserted
 
     #: how this backend's ``UTCDateTime`` values are bound, if quicker than the type's own way
-    TIMESTAMP_BINDER: Callable[[datetime.datetime], Any] | None = None
+    #: ``(type, processor or None)``: how values of these types are bound, where quicker than
+    #: the types' own processors (None: the driver takes them as they are)
+    BINDERS: tuple[tuple[type, Callable[[Any], Any] | None], ...] = ()
 
     def _boundValues(
         self, dialect: sa.Dialect, table: sa.Table, columns: tuple[str, ...], rows: Iterable[Any]
     ) -> list[tuple]:
         """``rows`` as tuples of driver values: each value through its column type's bind
         processor, as SQLAlchemy would pass it."""
-        processors = _bindProcessors(dialect, table, columns, self.TIMESTAMP_BINDER)
+        processors = _bindProcessors(dialect, table, columns, self.BINDERS)
         values = []
         for row in rows:
             row = list(row)
@@ -172,15 +174,20 @@ def _plainInsert(
 
 @functools.lru_cache(maxsize=1024)
 def _bindProcessors(
-    dialect: sa.Dialect, table: sa.Table, columns: tuple[str, ...], timestamps: Any
+    dialect: sa.Dialect, table: sa.Table, columns: tuple[str, ...], binders: tuple
 ) -> list[tuple[int, Callable[[Any], Any]]]:
-    """``(position, processor)`` for each of ``columns`` whose type converts values on their
-    way to the driver; ``timestamps`` (if given) for ``UTCDateTime`` columns."""
-    processors = [
-        (position, timestamps if timestamps and isinstance(table.c[name].type, model.UTCDateTime)
-         else table.c[name].type.dialect_impl(dialect).bind_processor(dialect))
-        for position, name in enumerate(columns)
-    ]
+    """``(position, processor)`` for each of ``columns`` whose value needs converting on its
+    way to the driver: the first of ``binders`` (``(type, processor or None)`` pairs) that
+    the column's type is an instance of, else the type's own bind processor."""
+
+    def processor(kind: sa.types.TypeEngine) -> Callable[[Any], Any] | None:
+        for cls, process in binders:
+            if isinstance(kind, cls):
+                return process
+        return kind.dialect_impl(dialect).bind_processor(dialect)
+
+    processors = [(position, processor(table.c[name].type)) for position, name in
+                  enumerate(columns)]
     return [(position, process) for position, process in processors if process]
 
 
@@ -274,7 +281,8 @@ class SQLiteStrategy(Strategy):
             error.orig
         )
 
-    TIMESTAMP_BINDER = staticmethod(_sqliteTimestamp)
+    # sqlite3 binds a bool as the integer SQLAlchemy's Boolean processor would make of it
+    BINDERS = ((model.UTCDateTime, _sqliteTimestamp), (sa.Boolean, None))
 
     def bulkInsert(
         self, conn: sa.Connection, table: sa.Table, columns: Sequence[str], rows: Collection[Any]
