@@ -163,19 +163,20 @@ def _kind(column: sa.Column) -> tuple[int, int]:
 
 
 class CheckingEncoder:
-    """COPY lines straight from input dicts, each value checked as it is formatted.
+    """Rows straight from input dicts, each value checked as it is taken.
 
     ``line(row, lead)`` gives ``lead`` (``leadFields`` fields already formatted and joined by
     tabs, needing no escapes: e.g. an id the caller assigned) and the values of ``columns`` as
-    one line, or None unless the row is certainly
-    valid: its keys among ``keys``, the ``required`` ones not None, and every value of exactly
-    the type its column takes (``str`` within the column's length and free of NUL characters,
-    ``int`` within 32 bits, ``bool``, timezone-aware ``datetime``). That is a strict subset of
-    what :class:`crashdb.validation.RowValidator` accepts; on None the caller validates the row
-    properly (which raises the exact error) and formats it with :class:`CopyFormatter`.
+    one COPY line; ``values(row, lead)`` gives ``[lead, *values]``, the values as they are (the
+    bulk path of the other backends). Both give None unless the row is certainly valid: its
+    keys among ``keys``, the ``required`` ones not None, and every value of exactly the type its
+    column takes (``str`` within the column's length and free of NUL characters, ``int`` within
+    32 bits, ``bool``, timezone-aware ``datetime``). That is a strict subset of what
+    :class:`crashdb.validation.RowValidator` accepts; on None the caller validates the row
+    properly (which raises the exact error) and takes it the plain way.
 
-    ``line`` is generated code (its text is ``source``): one straight run of checks and
-    conversions per column, no loop and no call per value, because it runs for every value of
+    Both are generated code (their text is ``source``): one straight run of checks (and
+    conversions) per column, no loop and no call per value, because they run for every value of
     every bulk-inserted row; a loop over the columns costs a third more.
     """
 
@@ -185,24 +186,23 @@ class CheckingEncoder:
     ) -> None:
         required = set(required)
         fields = [f"f{position}" for position in range(len(columns))]
-        code = [
-            "def line(row, lead):",
-            "    if type(row) is not dict or not row.keys() <= KEYS:",
-            "        return None",
-            "    get = row.get",
-            "    nulls = 0",
-        ]
-        for name, field in zip(columns, fields):
-            kind, limit = _kind(table.c[name])
-            code.append(f"    value = get({name!r})")
+        kinds = [_kind(table.c[name]) for name in columns]
+        line = ["def line(row, lead):", *_PROLOGUE, "    nulls = 0"]
+        values = ["def values(row, lead):", *_PROLOGUE]
+        for name, field, (kind, limit) in zip(columns, fields, kinds):
+            line.append(f"    value = get({name!r})")
+            values.append(f"    {field} = get({name!r})")
             if name in required:
-                code.append("    if value is None: return None")
+                line.append("    if value is None: return None")
+                values.append(f"    if {field} is None: return None")
             else:
-                code.append(f"    if value is None: {field} = MARKER; nulls += 1")
-            code.extend(f"    {branch}" for branch in _BRANCHES[kind].format(
-                field=field, limit=limit).splitlines())
-            code.append("    else: return None")
-        code += [
+                line.append(f"    if value is None: {field} = MARKER; nulls += 1")
+                values.append(f"    if {field} is None: pass")
+            for code, branches in ((line, _BRANCHES), (values, _CHECKS)):
+                code.extend(f"    {branch}" for branch in branches[kind].format(
+                    field=field, limit=limit).splitlines())
+                code.append("    else: return None")
+        line += [
             '    text = f"{lead}\\t' + "\\t".join(f"{{{field}}}" for field in fields) + '"',
             '    if "\\x00" in text: return None  # only strings can hold one: all at once',
             f'    if text.count("\\t") == {len(fields) + leadFields - 1}'
@@ -212,14 +212,22 @@ class CheckingEncoder:
             "    return \"\\t\".join([lead, *[field if field is MARKER else escape(field)",
             f"                             for field in ({', '.join(fields)},)]])",
         ]
-        self.source = "\n".join(code)
+        values.append(f"    return [lead, {', '.join(fields)}]")
+        self.source = "\n".join(line + [""] + values)
         namespace = {"KEYS": frozenset(keys), "MARKER": _MARKER, "escape": escape, "UTC": UTC,
                      "datetime": datetime.datetime, "LOW": INT32[0], "HIGH": INT32[1]}
         exec(compile(self.source, f"<CheckingEncoder for {table.name}>", "exec"), namespace)
         self.line: Callable[[Any, str], str | None] = namespace["line"]
+        self.values: Callable[[Any, Any], list | None] = namespace["values"]
 
 
-# what each kind of column accepts (besides None) and how it becomes text
+_PROLOGUE = (
+    "    if type(row) is not dict or not row.keys() <= KEYS:",
+    "        return None",
+    "    get = row.get",
+)
+
+# what each kind of column accepts (besides None), and how it becomes COPY text
 _BRANCHES = {
     _STRING: "elif type(value) is str and len(value) <= {limit}: {field} = value",
     _TEXT: "elif type(value) is str: {field} = value",
@@ -231,6 +239,17 @@ _BRANCHES = {
         "    {field} = value.astimezone(UTC).isoformat()"
     ),
     _OTHER: "",  # JSON, dates: left to the caller
+}
+
+# the same checks, for values kept as they are
+_CHECKS = {
+    _STRING: "elif type({field}) is str and len({field}) <= {limit} and '\\x00' not in {field}:"
+             " pass",
+    _TEXT: "elif type({field}) is str and '\\x00' not in {field}: pass",
+    _INTEGER: "elif type({field}) is int and LOW <= {field} <= HIGH: pass",
+    _BOOLEAN: "elif type({field}) is bool: pass",
+    _DATETIME: "elif type({field}) is datetime and {field}.utcoffset() is not None: pass",
+    _OTHER: "",
 }
 
 

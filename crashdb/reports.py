@@ -47,7 +47,7 @@ _extensionValidator = RowValidator(
     required=("extension_id",),
     exclude=("report_id", "date_processed", "extension_key"),
 )
-_copyEncoder = copytext.CheckingEncoder(
+_reportEncoder = copytext.CheckingEncoder(
     model.reports, VALUE_FIELDS, keys=(*VALUE_FIELDS, *CHILD_LISTS), required=("uuid",
                                                                                 "date_processed")
 )
@@ -166,16 +166,22 @@ class _ReportRows:
         return len(self.members)
 
     def __iter__(self) -> Iterator[list]:
+        take = _reportEncoder.values
         parents = self.parents
         for (index, report), report_id in zip(self.members.values(), self.ids.values()):
-            if not self.validated:
-                _validateReport(report, index)
+            row = take(report, report_id)
+            if row is None:  # not certainly valid: validate properly, take plainly
+                if not self.validated:
+                    _validateReport(report, index)
+                row = [report_id, *map(report.get, VALUE_FIELDS)]
+            elif not self.validated and ("extensions" in report or "plugins" in report):
+                _validateChildLists(report, index)
             if "extensions" in report or "plugins" in report:
                 parents.append((report_id, report))
-            yield [report_id, *map(report.get, VALUE_FIELDS)]
+            yield row
 
     def copyLines(self, formatter: copytext.CopyFormatter) -> Iterator[str]:
-        encode = _copyEncoder.line
+        encode = _reportEncoder.line
         parents = self.parents
         for (index, report), report_id in zip(self.members.values(), self.ids.values()):
             line = encode(report, str(report_id))

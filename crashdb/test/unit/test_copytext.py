@@ -15,8 +15,8 @@ from crashdb.reports import (
     EXTENSION_FIELDS,
     REPORT_FIELDS,
     VALUE_FIELDS,
-    _copyEncoder,
     _extensionEncoder,
+    _reportEncoder,
     _reportValidator,
 )
 
@@ -114,19 +114,22 @@ def candidates():
         yield {**VALID, **{rng.choice(VALUE_FIELDS): rng.choice(ODD_VALUES) for _ in range(3)}}
 
 
-def test_the_encoder_accepts_only_what_validation_accepts_and_formats_it_alike():
+def test_the_encoder_accepts_only_what_validation_accepts_and_takes_it_alike():
     formatter = copytext.formatter(model.reports, REPORT_FIELDS)
     accepted = 0
     for row in candidates():
-        line = _copyEncoder.line(row, "42")
+        line = _reportEncoder.line(row, "42")
+        values = _reportEncoder.values(row, 42)
         try:
             _reportValidator.validate(row)
         except InvalidInputError:
-            assert line is None, row
+            assert line is None and values is None, row
             continue
         if line is not None:
             accepted += 1
             assert line == formatter.line([42, *map(row.get, VALUE_FIELDS)]), row
+        if values is not None:
+            assert values == [42, *map(row.get, VALUE_FIELDS)], row
     assert accepted > 500
 
 
