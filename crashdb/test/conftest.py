@@ -40,34 +40,32 @@ def dbUrl(request, tmp_path):
         yield url
 
 
-def _connector(backend: str, request, tmp_path):
+def _connector(backend: str, tmp_path):
+    """A ready connector on ``backend``, stopped (and its database dropped) afterwards."""
+    url = None
     if backend == "fake":
-        return FakeDBConnector(), None
-    if backend == "postgresql":
-        url = _postgresUrl()  # copied from a migrated template
+        connector = FakeDBConnector()
     else:
-        url = f"sqlite:///{tmp_path / 'crashdb.sqlite'}"
-        upgradeUrl(url)
-    return TestDBConnector(url), url
+        if backend == "postgresql":
+            url = _postgresUrl()  # copied from a migrated template
+        else:
+            url = f"sqlite:///{tmp_path / 'crashdb.sqlite'}"
+            upgradeUrl(url)
+        connector = TestDBConnector(url)
+    connector.backend = backend
+    yield connector
+    pytest_twisted.blockon(connector.stop())
+    if backend == "postgresql":
+        postgres.dropDatabase(url)
 
 
 @pytest.fixture(params=BACKENDS)
 def db(request, tmp_path):
     """A ready connector (with insertTestData) on the fake, SQLite and PostgreSQL in turn."""
-    connector, url = _connector(request.param, request, tmp_path)
-    connector.backend = request.param
-    yield connector
-    pytest_twisted.blockon(connector.stop())
-    if request.param == "postgresql":
-        postgres.dropDatabase(url)
+    yield from _connector(request.param, tmp_path)
 
 
 @pytest.fixture(params=BACKENDS[1:])
 def realdb(request, tmp_path):
     """A ready threaded connector on SQLite and PostgreSQL in turn (not the fake)."""
-    connector, url = _connector(request.param, request, tmp_path)
-    connector.backend = request.param
-    yield connector
-    pytest_twisted.blockon(connector.stop())
-    if request.param == "postgresql":
-        postgres.dropDatabase(url)
+    yield from _connector(request.param, tmp_path)
