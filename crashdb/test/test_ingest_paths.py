@@ -10,11 +10,13 @@ import pytest_twisted
 import sqlalchemy as sa
 from twisted.internet import defer
 
+from crashdb.connector import DBConnector
 from crashdb.dialects import createEngine
 from crashdb.exceptions import InvalidInputError
 from crashdb.partitions import WEEK, childTable, weekStart
 from crashdb.pool import MAX_REPAIRS
 from crashdb.reports import BULK_MIN_ROWS, REPORT_FIELDS
+from crashdb.test.util import faults
 
 UTC = datetime.UTC
 TUESDAY = datetime.datetime(2012, 10, 16, 10, 30, tzinfo=UTC)
@@ -363,3 +365,32 @@ def test_one_copy_through_the_parent_routes_rows_and_reports_a_missing_week(pg):
             conn.execute(child.insert().values(id=1, uuid="late", date_processed=TUESDAY + WEEK))
     assert counts == [10, 10]
     assert not strategy.isMissingPartition(info.value)  # a child's own date check
+
+
+@pytest.mark.parametrize("dbUrl", ["postgresql"], indirect=True)
+@pytest_twisted.inlineCallbacks
+def test_a_session_lost_at_the_copy_is_retried_and_stores_the_batch_once(dbUrl, monkeypatch):
+    """The connection dies as the COPY starts: the error is the lost connection's (so the pool
+    retries the whole transaction), and the batch is stored exactly once."""
+    db = DBConnector(dbUrl)
+    admin = faults.adminEngine(dbUrl)
+    rows = reports(40, extensions=[{"extension_id": "a@x"}])
+    for row in rows[0], rows[-1]:
+        yield db.partitions.ensureWeek(row["date_processed"])
+
+    def kill(conn):
+        db.reports._race_hook = None
+        faults.terminateBackend(admin, faults.backendPid(conn))
+
+    db.reports._race_hook = kill
+    attempts = []
+    write = db.reports._write
+    monkeypatch.setattr(db.reports, "_write", lambda *a: attempts.append(1) or write(*a))
+    try:
+        ids = yield db.reports.addReports(rows)
+        assert len(set(ids)) == 40 and len(attempts) == 2
+        assert (yield db.reports.countReports()) == 40
+        assert (yield count(db, "extensions")) == 40
+    finally:
+        admin.dispose()
+        yield db.stop()
