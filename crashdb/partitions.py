@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime
 import re
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import sqlalchemy as sa
@@ -19,6 +19,7 @@ from twisted.internet import defer
 from crashdb import model
 from crashdb.base import DBConnectorComponent
 from crashdb.exceptions import InvalidInputError, RetryAfterRepair
+from crashdb.validation import requireDatetime, requireString
 
 UTC = datetime.UTC
 WEEK = datetime.timedelta(days=7)
@@ -162,6 +163,32 @@ def executeInWeek(conn: sa.Connection, strategy: Any, monday: datetime.datetime,
         if strategy.isMissingTable(error):
             raise missingPartition(strategy, monday) from error
         raise
+
+
+# -- reading by uuid ------------------------------------------------------------------------------
+
+
+def uuidLookup(uuid: Any, date_processed: Any) -> tuple[datetime.datetime | None,
+                                                       datetime.datetime | None]:
+    """Validate a look-up by uuid and optional processing time; the week to read, or Nones
+    for every week."""
+    requireString(uuid, "uuid", 50)
+    requireDatetime(date_processed, "date_processed", optional=True)
+    if date_processed is None:
+        return None, None
+    start = weekStart(date_processed)
+    return start, start + WEEK
+
+
+def latestByUuid(conn: sa.Connection, strategy: Any, parent: str, uuid: str, start, end,
+                 columns: Callable[[sa.FromClause], list] | None = None) -> sa.Row | None:
+    """The most recently processed row of ``parent`` with ``uuid`` within [start, end) (any
+    week when they are None): uniqueness is per week, so a uuid may be stored in several."""
+    source = strategy.readable(conn, parent, start, end)
+    query = sa.select(*(columns(source) if columns else [source])).where(source.c.uuid == uuid)
+    if start is not None:
+        query = query.where(source.c.date_processed >= start, source.c.date_processed < end)
+    return conn.execute(query.order_by(source.c.date_processed.desc()).limit(1)).first()
 
 
 # -- the component --------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from twisted.internet import defer
 from crashdb import model
 from crashdb.base import DBConnectorComponent
 from crashdb.exceptions import InvalidInputError
-from crashdb.partitions import WEEK, childTable, executeInWeek, weekStart
+from crashdb.partitions import childTable, executeInWeek, latestByUuid, uuidLookup, weekStart
 from crashdb.validation import RowValidator, requireDatetime, requireInteger, requireString
 
 _validator = RowValidator(model.raw_crashes, required=("uuid", "date_processed", "raw_crash"))
@@ -67,24 +67,14 @@ class RawCrashesConnectorComponent(DBConnectorComponent):
         """Deferred of the raw crash dict, or None; with ``date_processed`` only its week is
         read, without it the most recently processed one with that uuid is returned."""
         try:
-            requireString(uuid, "uuid", 50)
-            requireDatetime(date_processed, "date_processed", optional=True)
+            start, end = uuidLookup(uuid, date_processed)
         except InvalidInputError as error:
             return defer.fail(error)
-        start = end = None
-        if date_processed is not None:
-            start = weekStart(date_processed)
-            end = start + WEEK
 
         def thd(conn: sa.Connection) -> dict | None:
-            source = self.db.strategy.readable(conn, "raw_crashes", start, end)
-            query = sa.select(source.c.raw_crash).where(source.c.uuid == uuid)
-            if start is not None:
-                query = query.where(
-                    source.c.date_processed >= start, source.c.date_processed < end
-                )
-            query = query.order_by(source.c.date_processed.desc()).limit(1)
-            return conn.execute(query).scalar_one_or_none()
+            row = latestByUuid(conn, self.db.strategy, "raw_crashes", uuid, start, end,
+                               columns=lambda source: [source.c.raw_crash])
+            return None if row is None else row.raw_crash
 
         return self.db.pool.do(thd)
 

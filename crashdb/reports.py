@@ -19,7 +19,7 @@ from twisted.internet import defer
 from crashdb import copytext, model
 from crashdb.base import DBConnectorComponent, batched
 from crashdb.exceptions import InvalidInputError, RetryAfterRepair
-from crashdb.partitions import WEEK, childTable, weekStart
+from crashdb.partitions import childTable, latestByUuid, uuidLookup, weekStart
 from crashdb.plugins import pluginIds
 from crashdb.validation import (
     RowValidator,
@@ -391,23 +391,12 @@ class ReportsConnectorComponent(DBConnectorComponent):
         week's partition is read; without it every week is searched and, since uniqueness is
         per week, the most recently processed report with that uuid is returned."""
         try:
-            requireString(uuid, "uuid", 50)
-            requireDatetime(date_processed, "date_processed", optional=True)
+            start, end = uuidLookup(uuid, date_processed)
         except InvalidInputError as error:
             return defer.fail(error)
-        start = end = None
-        if date_processed is not None:
-            start = weekStart(date_processed)
-            end = start + WEEK
 
         def thd(conn: sa.Connection) -> dict | None:
-            source = self.db.strategy.readable(conn, "reports", start, end)
-            query = sa.select(source).where(source.c.uuid == uuid)
-            if start is not None:
-                query = query.where(source.c.date_processed >= start,
-                                    source.c.date_processed < end)
-            query = query.order_by(source.c.date_processed.desc()).limit(1)
-            row = conn.execute(query).first()
+            row = latestByUuid(conn, self.db.strategy, "reports", uuid, start, end)
             return None if row is None else dict(row._mapping)
 
         return self.db.pool.do(thd)
