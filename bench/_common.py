@@ -26,8 +26,9 @@ def postgresUrl(given: str | None) -> Iterator[str]:
         server.cleanup()
 
 
-def freshDatabase(adminUrl: str, name: str) -> str:
-    """A new migrated database called ``name`` on the server of ``adminUrl``."""
+def freshDatabase(adminUrl: str, name: str, upgrade: bool = True) -> str:
+    """A new database called ``name`` on the server of ``adminUrl``, migrated unless told
+    otherwise."""
     import sqlalchemy as sa
 
     url = sa.make_url(adminUrl).set(drivername="postgresql+psycopg2")
@@ -37,7 +38,8 @@ def freshDatabase(adminUrl: str, name: str) -> str:
         conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
     engine.dispose()
     fresh = url.set(database=name).render_as_string(hide_password=False)
-    upgradeUrl(fresh)
+    if upgrade:
+        upgradeUrl(fresh)
     return fresh
 
 

@@ -35,13 +35,7 @@ from crashdb.test.util.legacy import (  # noqa: E402
 
 
 def emptyDatabase(adminUrl: str, name: str) -> str:
-    url = sa.make_url(adminUrl).set(drivername="postgresql+psycopg2")
-    engine = sa.create_engine(url, isolation_level="AUTOCOMMIT")
-    with engine.connect() as conn:
-        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    engine.dispose()
-    return url.set(database=name).render_as_string(hide_password=False)
+    return freshDatabase(adminUrl, name, upgrade=False)
 
 
 def runImports(target: str, source: str, batch_size: int) -> list[tuple]:
