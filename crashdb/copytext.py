@@ -31,6 +31,8 @@ from typing import Any, Protocol
 
 import sqlalchemy as sa
 
+from crashdb.validation import baseType
+
 UTC = datetime.UTC
 NULL = "\\N"
 CHUNK = 65536  # characters handed to the driver per read
@@ -69,14 +71,9 @@ def _json(value: Any) -> str:
     return json.dumps(value)
 
 
-def _baseType(column: sa.Column) -> sa.types.TypeEngine:
-    kind = column.type
-    return kind.impl_instance if isinstance(kind, sa.types.TypeDecorator) else kind
-
-
 def _converter(column: sa.Column) -> Callable[[Any], str] | None:
     """How a non-None value of ``column`` becomes text; None for text columns (as they are)."""
-    kind = _baseType(column)
+    kind = baseType(column)
     if isinstance(kind, sa.JSON):
         return _json
     if isinstance(kind, sa.String):
@@ -148,7 +145,7 @@ _MARKER = "".join(["\\", "N"])
 
 
 def _kind(column: sa.Column) -> tuple[int, int]:
-    kind = _baseType(column)
+    kind = baseType(column)
     if isinstance(kind, sa.JSON):
         return _OTHER, 0
     if isinstance(kind, sa.String):

@@ -83,11 +83,15 @@ def _jsonCheck(value: Any) -> str | None:
     return jsonProblem(value)
 
 
+def baseType(column: sa.Column) -> sa.types.TypeEngine:
+    """The column's type, seen through a TypeDecorator (UTCDateTime is a DateTime)."""
+    kind = column.type
+    return kind.impl_instance if isinstance(kind, sa.types.TypeDecorator) else kind
+
+
 def columnCheck(column: sa.Column) -> Check:
     """The check for one column, from its type."""
-    kind = column.type
-    if isinstance(kind, sa.types.TypeDecorator):
-        kind = kind.impl_instance
+    kind = baseType(column)
     if isinstance(kind, sa.JSON):
         return _jsonCheck
     if isinstance(kind, sa.String):  # Text too
