@@ -5,7 +5,7 @@ ways side by side in one run:
 
 * ``crashdb``: the public API, ``jobs.claimNextJobs`` + ``jobs.completeJobs``, with ``--loops``
   claim/complete loops at once per process (each on its own pool thread and connection);
-* ``service``: :class:`crashdb.service.ProcessorService` with a no-op ``process``;
+* ``service``: :class:`crashdb.app.service.ProcessorService` with a no-op ``process``;
 * ``naive``: the same thread pool and table, but a conditional UPDATE per job to claim it
   (``... WHERE id = ? AND claimed_by_processorid IS NULL``) and another to complete it;
 * ``pgqueuer``: pgqueuer 1.6 on asyncpg (``pip install crashdb[bench]``), if importable.
@@ -59,7 +59,7 @@ def _done(count: int) -> None:
 def crashdbWorker(url: str, name: str, batch: int, loops: int, kind: str) -> None:
     from twisted.internet import defer
 
-    from crashdb.cli import runDeferred
+    from crashdb.app.cli import runDeferred
     from crashdb.connector import DBConnector
 
     async def main(reactor) -> None:
@@ -100,7 +100,7 @@ async def runService(reactor, db, name: str, batch: int, loops: int) -> None:
     """ProcessorService with a no-op ``process``, stopped once a claim finds the queue empty."""
     from twisted.internet import defer
 
-    from crashdb.service import ProcessorService
+    from crashdb.app.service import ProcessorService
 
     drained: defer.Deferred = defer.Deferred()
     claimNextJobs = db.jobs.claimNextJobs

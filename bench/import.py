@@ -23,9 +23,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import sqlalchemy as sa  # noqa: E402
 
 from bench._common import freshDatabase, postgresUrl  # noqa: E402
-from crashdb.cli import runDeferred  # noqa: E402
+from crashdb.app.cli import runDeferred  # noqa: E402
 from crashdb.connector import DBConnector  # noqa: E402
-from crashdb.importer import DEFAULT_BATCH_SIZE, LegacyImporter  # noqa: E402
+from crashdb.app.importer import DEFAULT_BATCH_SIZE, LegacyImporter  # noqa: E402
 from crashdb.test.util.legacy import (  # noqa: E402
     VERSION_MAP,
     generateReports,

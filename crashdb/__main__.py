@@ -2,6 +2,6 @@
 
 import sys
 
-from crashdb.cli import main
+from crashdb.app.cli import main
 
 sys.exit(main())

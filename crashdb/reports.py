@@ -67,7 +67,9 @@ _pluginValidator = RowValidator(
 )
 
 
-def _validateReport(report: Any, index: int | None) -> None:
+def validateReport(report: Any, index: int | None = None) -> None:
+    """InvalidInputError (naming ``field`` and ``index``) unless ``report`` is a reportdict
+    ``addReport`` takes, its ``extensions`` and ``plugins`` included."""
     _reportValidator.validate(report, index)
     _validateChildLists(report, index)
 
@@ -100,7 +102,7 @@ def _validateChildren(children: Any, key: str, validator: RowValidator, index: i
 def _validateAll(reports: Sequence[Any]) -> None:
     """InvalidInputError for the first bad report, in input order."""
     for index, report in enumerate(reports):
-        _validateReport(report, index)
+        validateReport(report, index)
 
 @functools.lru_cache(maxsize=4096)
 def _mondayOfDay(day: datetime.date) -> datetime.datetime:
@@ -172,7 +174,7 @@ class _ReportRows:
             row = take(report, report_id)
             if row is None:  # not certainly valid: validate properly, take plainly
                 if not self.validated:
-                    _validateReport(report, index)
+                    validateReport(report, index)
                 row = [report_id, *map(report.get, VALUE_FIELDS)]
             elif not self.validated and ("extensions" in report or "plugins" in report):
                 _validateChildLists(report, index)
@@ -187,7 +189,7 @@ class _ReportRows:
             line = encode(report, str(report_id))
             if line is None:  # not certainly valid: validate properly, format plainly
                 if not self.validated:
-                    _validateReport(report, index)
+                    validateReport(report, index)
                 line = formatter.line([report_id, *map(report.get, VALUE_FIELDS)])
                 if "extensions" in report or "plugins" in report:
                     parents.append((report_id, report))
@@ -235,7 +237,7 @@ class ReportsConnectorComponent(DBConnectorComponent):
     def addReport(self, report: dict[str, Any]) -> defer.Deferred:
         """Store one report (with its extensions and plugins); Deferred of its id."""
         try:
-            _validateReport(report, None)
+            validateReport(report, None)
         except InvalidInputError as error:
             return defer.fail(error)
         return self.db.pool.do(self._store, [report], True).addCallback(lambda ids: ids[0])
@@ -299,7 +301,7 @@ class ReportsConnectorComponent(DBConnectorComponent):
             placed.append((monday, uuid))
         if not validated:
             for index in repeated:  # never written, so never validated on the way out
-                _validateReport(reports[index], index)
+                validateReport(reports[index], index)
         count = sum(map(len, weeks.values()))
         reserved = iter(strategy.reserveIds(conn, "reports", count))
         assigned = {monday: dict(zip(members, reserved)) for monday, members in weeks.items()}

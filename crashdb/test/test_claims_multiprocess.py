@@ -68,7 +68,7 @@ async def serve(reactor, url: str, name: str, hangOdd: bool) -> None:
     """A ProcessorService; with ``hangOdd`` the jobs with odd ids never finish."""
     from twisted.internet import defer, task
 
-    from crashdb.service import ProcessorService
+    from crashdb.app.service import ProcessorService
 
     db = DBConnector(url, reactor=reactor)
     await db.setup()
@@ -91,7 +91,7 @@ async def serve(reactor, url: str, name: str, hangOdd: bool) -> None:
 
 
 def main(argv: list[str]) -> None:
-    from crashdb.cli import runDeferred
+    from crashdb.app.cli import runDeferred
 
     mode, url, name = argv[:3]
     if mode == "drain":

@@ -14,8 +14,15 @@ import pytest
 import pytest_twisted
 from twisted.internet import defer
 
+from crashdb.app.demo import (
+    DEMO_DAYS,
+    CrashGenerator,
+    Demo,
+    crashUuid,
+    dayOfUuid,
+    reportFromRawCrash,
+)
 from crashdb.connector import DBConnector
-from crashdb.demo import DEMO_DAYS, CrashGenerator, Demo, crashUuid, dayOfUuid, reportFromRawCrash
 from crashdb.test.fake.fakedb import FakeDBConnector
 
 UTC = datetime.UTC

@@ -18,8 +18,8 @@ import pytest_twisted
 import sqlalchemy as sa
 from twisted.internet import defer
 
+from crashdb.app.importer import ImportSummary, LegacyImporter, VersionMapper, prepare
 from crashdb.exceptions import InvalidInputError
-from crashdb.importer import ImportSummary, LegacyImporter, VersionMapper, prepare
 from crashdb.partitions import partitionName
 from crashdb.test.fake.fakedb import FakeDBConnector
 from crashdb.test.util import db as dbutil
@@ -244,7 +244,7 @@ def test_consolidated_rows_are_counted_not_written(db, problem):
 
 
 def test_prepare_rejects_blank_uuid_and_bad_extensions():
-    from crashdb.importer import LegacyReport
+    from crashdb.app.importer import LegacyReport
 
     mapper = VersionMapper([], [])
     blank = LegacyReport(1, {"uuid": "  ", "date_processed": None})
@@ -494,7 +494,7 @@ def test_killed_import_run_again_equals_one_uninterrupted_run(tmp_path):
 
 
 def test_progress_shows_rows_per_second():
-    from crashdb.scripts.import_legacy import RowsProgress
+    from crashdb.app.scripts.import_legacy import RowsProgress
 
     now = [0.0]
     stream = io.StringIO()

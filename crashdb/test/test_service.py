@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from twisted.internet import defer, task
 from twisted.python import failure
 
-from crashdb.service import ProcessorService, failureMessage
+from crashdb.app.service import ProcessorService, failureMessage
 from crashdb.test.fake import fakedb
 
 UTC = datetime.UTC

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 
-from crashdb.progress import Progress
+from crashdb.app.progress import Progress
 
 
 class Clock:

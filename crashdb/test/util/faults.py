@@ -321,7 +321,7 @@ async def victim(reactor: Any, url: str, name: str) -> None:
 
 
 def main(argv: list[str]) -> None:
-    from crashdb.cli import runDeferred
+    from crashdb.app.cli import runDeferred
 
     workers = {"writer": writer, "victim": victim}
     runDeferred(workers[argv[0]], *argv[1:])
@@ -335,7 +335,7 @@ def killProcessorThenRescue(url: str, jobs: int = 40):
     """Queue ``jobs`` jobs; a processor process claims 10, completes 5 and is SIGKILLed inside
     an open write transaction; expiry releases its claims; a ProcessorService in this process
     finishes the rest. Returns what each did, for the test to check "every job exactly once"."""
-    from crashdb.service import ProcessorService
+    from crashdb.app.service import ProcessorService
 
     db = DBConnector(url, threads=2)
     process = None

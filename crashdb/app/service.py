@@ -22,7 +22,7 @@ from crashdb.exceptions import CommitOutcomeUnknownError, NotClaimedError
 if TYPE_CHECKING:
     from crashdb.connector import DBConnector
 
-log = logging.getLogger("crashdb.service")
+log = logging.getLogger("crashdb.app.service")
 
 MESSAGE_LENGTH = 2000  # a failure's message is cut to this many characters
 

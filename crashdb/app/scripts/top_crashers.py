@@ -7,7 +7,7 @@ import datetime
 from collections.abc import Sequence
 from typing import Any
 
-from crashdb.cli import UsageError, addDbArgument, runDeferred
+from crashdb.app.cli import UsageError, addDbArgument, runDeferred
 from crashdb.connector import DBConnector
 
 NAME = "top-crashers"

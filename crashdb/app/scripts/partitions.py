@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import datetime
 
-from crashdb.cli import UsageError, addDbArgument, runDeferred
+from crashdb.app.cli import UsageError, addDbArgument, runDeferred
 from crashdb.connector import DBConnector
 from crashdb.partitions import WEEK, weekStart
 

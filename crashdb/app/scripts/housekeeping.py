@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import datetime
 
-from crashdb.cli import UsageError, addDbArgument, runDeferred
+from crashdb.app.cli import UsageError, addDbArgument, runDeferred
 from crashdb.connector import DBConnector
 
 NAME = "housekeeping"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from crashdb.cli import addDbArgument, runDeferred
+from crashdb.app.cli import addDbArgument, runDeferred
 from crashdb.connector import DBConnector
 
 NAME = "upgrade-db"

@@ -8,11 +8,11 @@ import json
 import re
 import sys
 
-from crashdb.cli import UsageError, addDbArgument, runDeferred
+from crashdb.app.cli import UsageError, addDbArgument, runDeferred
+from crashdb.app.importer import DEFAULT_BATCH_SIZE, LegacyImporter
+from crashdb.app.progress import Progress
 from crashdb.connector import DBConnector
 from crashdb.exceptions import CrashDBError, InvalidInputError
-from crashdb.importer import DEFAULT_BATCH_SIZE, LegacyImporter
-from crashdb.progress import Progress
 
 NAME = "import-legacy"
 HELP = "import a legacy crash database: consolidate duplicates, map versions, reconcile"

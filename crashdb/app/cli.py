@@ -1,6 +1,6 @@
 """The ``crashdb`` command line.
 
-Each subcommand is a module in :mod:`crashdb.scripts` defining ``NAME``, ``HELP``,
+Each subcommand is a module in :mod:`crashdb.app.scripts` defining ``NAME``, ``HELP``,
 ``addArguments(parser)`` and ``run(args) -> int``. Errors a user can cause are one line on stderr
 and a non-zero exit, never a traceback.
 """
@@ -19,7 +19,7 @@ import alembic.util
 import sqlalchemy as sa
 from twisted.internet import defer, task
 
-import crashdb.scripts
+import crashdb.app.scripts
 from crashdb.exceptions import CrashDBError
 
 
@@ -30,8 +30,8 @@ class UsageError(CrashDBError):
 def commands() -> list[Any]:
     """The subcommand modules, by name."""
     modules = [
-        importlib.import_module(f"crashdb.scripts.{info.name}")
-        for info in pkgutil.iter_modules(crashdb.scripts.__path__)
+        importlib.import_module(f"crashdb.app.scripts.{info.name}")
+        for info in pkgutil.iter_modules(crashdb.app.scripts.__path__)
         if not info.name.startswith("_")
     ]
     return sorted(modules, key=lambda module: module.NAME)

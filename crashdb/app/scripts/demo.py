@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from crashdb.cli import UsageError, addDbArgument, runDeferred
-from crashdb.demo import DEFAULT_CRASHES, DEFAULT_PROCESSORS, runDemo
+from crashdb.app.cli import UsageError, addDbArgument, runDeferred
+from crashdb.app.demo import DEFAULT_CRASHES, DEFAULT_PROCESSORS, runDemo
 
 NAME = "demo"
 HELP = ("store three weeks of made-up crashes, process them with several processors, roll up "

@@ -1,0 +1,191 @@
+"""The import itself: batches of prepared reports written through ``db.reports.addReports``,
+rejects written down, progress reported."""
+
+from __future__ import annotations
+
+import csv
+import datetime
+import time
+from collections.abc import Callable
+from typing import IO, Any
+
+from twisted.internet import defer, threads
+
+from crashdb.app.importer.prepare import ALIAS, NEW, Prepared, VersionMapper, chooseWinners, prepare
+from crashdb.app.importer.source import LegacyReport, LegacySource
+from crashdb.app.importer.summary import ImportSummary
+from crashdb.base import batched
+from crashdb.exceptions import InvalidInputError
+from crashdb.partitions import weekStart
+
+DEFAULT_BATCH_SIZE = 2000
+UUID_CHUNK = 500
+REJECT_COLUMNS = ("legacy_id", "uuid", "reason")
+
+
+class LegacyImporter:
+    """Imports the legacy database at ``source_url`` into ``db`` (a DBConnector).
+
+    ``rejects`` receives the rejects CSV (``legacy_id,uuid,reason``); ``progress(done, total)``
+    is called after each batch is written. Source reads run in the reactor's thread pool while
+    the previous batch is prepared and the one before it written.
+    """
+
+    def __init__(
+        self,
+        db: Any,
+        source_url: str,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        rejects: IO[str] | None = None,
+        progress: Callable[[int, int], None] | None = None,
+        reactor: Any = None,
+    ) -> None:
+        if batch_size < 1:
+            raise InvalidInputError("must be at least 1", field="batch_size")
+        if reactor is None:
+            from twisted.internet import reactor as default_reactor
+
+            reactor = default_reactor
+        self.db = db
+        self.source_url = source_url
+        self.batch_size = batch_size
+        self.rejects = csv.writer(rejects) if rejects is not None else None
+        self.rejectsFile = rejects
+        self.progress = progress
+        self.reactor = reactor
+        self.summary = ImportSummary()
+        self.weeks: set[datetime.datetime] = set()
+
+    def _inThread(self, function: Callable[..., Any], *args: Any) -> defer.Deferred:
+        return threads.deferToThreadPool(self.reactor, self.reactor.getThreadPool(), function,
+                                         *args)
+
+    def run(self) -> defer.Deferred:
+        """Deferred of the :class:`ImportSummary`; check its ``balanced``."""
+        return defer.ensureDeferred(self._run())
+
+    async def _run(self) -> ImportSummary:
+        started = time.monotonic()
+        source = await self._inThread(LegacySource, self.source_url)
+        try:
+            self.summary.ignored_columns = source.ignored_columns
+            total = await self._inThread(source.count)
+            mapper = VersionMapper(
+                await self.db.versions.getProductVersions(),
+                await self.db.versions.getVersionAliases(),
+            )
+            winners = await self._findWinners(source, mapper)
+            if self.rejects is not None:
+                self.rejects.writerow(REJECT_COLUMNS)
+            # three stages overlap: reading batch n+1, preparing batch n, writing batch n-1
+            pending = self._inThread(source.batchAfter, None, self.batch_size)
+            writing: defer.Deferred | None = None
+            try:
+                while True:
+                    batch = await pending
+                    if not batch:
+                        break
+                    pending = self._inThread(source.batchAfter, batch[-1].legacy_id,
+                                             self.batch_size)
+                    accepted = self._classify(batch, mapper, winners)
+                    if writing is not None:
+                        await writing
+                    await self._addNewVersions(accepted, mapper)
+                    await self._ensureWeeks(accepted)
+                    writing = defer.ensureDeferred(self._writeBatch(accepted, total))
+                if writing is not None:
+                    await writing
+            except BaseException:
+                for inFlight in (pending, writing):  # the first failure is the one raised
+                    if inFlight is not None:
+                        inFlight.addErrback(lambda _: None)
+                raise
+        finally:
+            source.close()
+        self.summary.seconds = time.monotonic() - started
+        return self.summary
+
+    async def _findWinners(self, source: LegacySource, mapper: VersionMapper) -> dict[str, Any]:
+        """The winning legacy key of every duplicated uuid: the pre-pass that makes
+        consolidation right however far apart in key order the duplicates are."""
+        duplicated = await self._inThread(source.duplicatedUuids)
+        winners: dict[str, Any] = {}
+        for chunk in batched(duplicated, UUID_CHUNK):
+            rows = await self._inThread(source.rowsWithUuids, list(chunk))
+            groups: dict[str, list[LegacyReport]] = {}
+            for row in rows:
+                groups.setdefault(row.values["uuid"], []).append(row)
+            winners.update(chooseWinners(groups, mapper))
+        return winners
+
+    def _classify(
+        self, batch: list[LegacyReport], mapper: VersionMapper, winners: dict[str, Any]
+    ) -> list[Prepared]:
+        """Count the batch as read; reject or consolidate what will not be written; the rest."""
+        summary = self.summary
+        summary.read += len(batch)
+        accepted: list[Prepared] = []
+        for legacy in batch:
+            prepared = prepare(legacy, mapper)
+            if prepared.report is None:
+                self._reject(legacy, prepared.reason or "rejected")
+                continue
+            uuid = prepared.report["uuid"]
+            if uuid in winners and winners[uuid] != legacy.legacy_id:
+                summary.consolidated += 1
+                continue
+            accepted.append(prepared)
+        return accepted
+
+    async def _writeBatch(self, accepted: list[Prepared], total: int) -> None:
+        stored = await self._write(accepted)
+        self.summary.written += len(stored)
+        self.summary.aliased += sum(1 for p in stored if p.how == ALIAS)
+        if self.rejectsFile is not None:
+            self.rejectsFile.flush()
+        if self.progress is not None:
+            self.progress(self.summary.read, max(total, self.summary.read))
+
+    async def _addNewVersions(self, accepted: list[Prepared], mapper: VersionMapper) -> None:
+        """Make every unknown version canonical before the reports naming it are written."""
+        for prepared in accepted:
+            if prepared.how != NEW:
+                continue
+            report = prepared.report
+            assert report is not None
+            key = (report["product"], report["version"])
+            if key not in mapper.canonical:
+                await self.db.versions.addProductVersion(*key)
+                mapper.canonical.add(key)
+                self.summary.new_versions.append(key)
+
+    async def _ensureWeeks(self, accepted: list[Prepared]) -> None:
+        """Create the batch's weeks up front: a batch of legacy rows may span many weeks, and
+        the bulk path would otherwise roll back and repair once per missing week."""
+        for prepared in accepted:
+            assert prepared.report is not None
+            monday = weekStart(prepared.report["date_processed"])
+            if monday not in self.weeks:
+                await self.db.partitions.ensureWeek(monday)
+                self.weeks.add(monday)
+
+    async def _write(self, accepted: list[Prepared]) -> list[Prepared]:
+        """Write through the bulk path; a row it still refuses is rejected on its own and the
+        rest of the batch is written without it."""
+        while accepted:
+            try:
+                await self.db.reports.addReports([p.report for p in accepted])
+                return accepted
+            except InvalidInputError as error:
+                if error.index is None or not 0 <= error.index < len(accepted):
+                    raise
+                refused = accepted.pop(error.index)
+                self._reject(refused.legacy, error.message if error.field is None
+                             else f"field {error.field!r}: {error.message}")
+        return accepted
+
+    def _reject(self, legacy: LegacyReport, reason: str) -> None:
+        self.summary.rejected += 1
+        if self.rejects is not None:
+            uuid = legacy.values.get("uuid")
+            self.rejects.writerow([legacy.legacy_id, "" if uuid is None else uuid, reason])

@@ -1,0 +1,1 @@
+"""The ``crashdb`` subcommands, one module each (see :mod:`crashdb.app.cli`)."""

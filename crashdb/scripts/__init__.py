@@ -1,1 +1,0 @@
-"""The ``crashdb`` subcommands, one module each (see :mod:`crashdb.cli`)."""
