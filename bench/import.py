@@ -24,8 +24,8 @@ import sqlalchemy as sa  # noqa: E402
 
 from bench._common import freshDatabase, postgresUrl  # noqa: E402
 from crashdb.app.cli import runDeferred  # noqa: E402
-from crashdb.connector import DBConnector  # noqa: E402
 from crashdb.app.importer import DEFAULT_BATCH_SIZE, LegacyImporter  # noqa: E402
+from crashdb.connector import DBConnector  # noqa: E402
 from crashdb.test.util.legacy import (  # noqa: E402
     VERSION_MAP,
     generateReports,

@@ -45,7 +45,8 @@ import sqlalchemy as sa  # noqa: E402
 from twisted.internet import defer, task  # noqa: E402
 
 from bench._common import freshDatabase, postgresUrl  # noqa: E402
-from crashdb import copytext, model  # noqa: E402
+from crashdb import model
+from crashdb.bulk import copytext  # noqa: E402
 from crashdb.connector import DBConnector  # noqa: E402
 from crashdb.partitions import WEEK  # noqa: E402
 from crashdb.test.util.db import upgradeUrl  # noqa: E402

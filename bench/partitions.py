@@ -17,7 +17,8 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bench._common import freshDatabase, median, postgresUrl  # noqa: E402
-from crashdb.dialects import createEngine  # noqa: E402
+from crashdb import partitions
+from crashdb.backends import createEngine  # noqa: E402
 from crashdb.partitions import WEEK, weekStart  # noqa: E402
 from crashdb.test.util.db import upgradeUrl  # noqa: E402
 
@@ -30,14 +31,14 @@ def measure(url: str) -> dict[str, float]:
     from crashdb.connector import DBConnector
     from crashdb.pool import SynchronousDBPool
 
-    engine, strategy, _ = createEngine(url)
+    engine, backend, _ = createEngine(url)
     start = time.perf_counter()
     for n in range(52):
-        strategy.createWeek(engine, FIRST + n * WEEK)
+        partitions.createWeek(engine, backend, FIRST + n * WEEK)
     create52 = time.perf_counter() - start
 
     db = DBConnector(url)
-    db.pool = SynchronousDBPool(db.engine, db.strategy)  # time the query, not thread hand-offs
+    db.pool = SynchronousDBPool(db.engine, db.backend)  # time the query, not thread hand-offs
     reports = [{"uuid": f"u{i}", "date_processed": TARGET + datetime.timedelta(seconds=i * 60),
                 "product": "Firefox" if i % 3 else "Fennec", "signature": f"sig{i % 50}"}
                for i in range(ROWS)]
@@ -53,15 +54,15 @@ def measure(url: str) -> dict[str, float]:
         assert results[0] and results[1], results
 
     for n in range(52):  # drop the 52 empty weeks: only the target week is present
-        strategy.dropWeek(engine, FIRST + n * WEEK)
-    if strategy.name == "postgresql":
+        partitions.dropWeek(engine, backend, FIRST + n * WEEK)
+    if backend.name == "postgresql":
         with engine.begin() as conn:
             conn.exec_driver_sql("ANALYZE")
     query()
     one = median(query, 50)
     for n in list(range(52)) + list(range(53, 104)):
-        strategy.createWeek(engine, FIRST + n * WEEK)
-    if strategy.name == "postgresql":
+        partitions.createWeek(engine, backend, FIRST + n * WEEK)
+    if backend.name == "postgresql":
         with engine.begin() as conn:
             conn.exec_driver_sql("ANALYZE")
     query()

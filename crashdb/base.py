@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import sqlalchemy as sa
 
@@ -21,6 +22,15 @@ def batched(items: Sequence[T], size: int = MAX_BOUND_PARAMETERS) -> Iterator[Se
     """Consecutive slices of ``items`` of at most ``size`` elements."""
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+class Rows(Protocol):
+    """Rows for a bulk write: sized (a backend picks its method by the count) and iterable
+    (each row a sequence of values in the order of the statement's columns)."""
+
+    def __len__(self) -> int: ...
+
+    def __iter__(self) -> Iterator[Any]: ...
 
 
 class DBConnectorComponent:
@@ -52,7 +62,7 @@ class DBConnectorComponent:
         if self._race_hook is not None:
             self._race_hook(conn)
         insert = (
-            self.db.strategy.insert(table)
+            self.db.backend.insert(table)
             .values(**key, **(values or {}))
             .on_conflict_do_nothing()
             .returning(table.c.id)
@@ -61,6 +71,15 @@ class DBConnectorComponent:
         if created is not None:
             return created
         return conn.execute(sa.select(table.c.id).where(where)).scalar_one()
+
+    def readable(self, conn: sa.Connection, parent: str,
+                 start: datetime.datetime | None = None,
+                 end: datetime.datetime | None = None) -> sa.FromClause:
+        """What to read ``parent``'s rows of [start, end) from: only the weekly partitions that
+        overlap the range are touched (see :func:`crashdb.partitions.readable`)."""
+        from crashdb.partitions import readable  # which builds on this module's component
+
+        return readable(conn, self.db.backend, parent, start, end)
 
     @staticmethod
     def rowsToDicts(rows: Iterable[sa.Row]) -> list[dict[str, Any]]:

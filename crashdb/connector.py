@@ -6,17 +6,17 @@ from typing import Any
 
 from twisted.internet import defer
 
-from crashdb import dialects
+from crashdb.backends import createEngine, resolveUrl
 from crashdb.exceptions import DatabaseNotReadyError
 from crashdb.extensions import ExtensionsConnectorComponent
 from crashdb.jobs import JobsConnectorComponent
-from crashdb.model import Model
 from crashdb.partitions import PartitionsConnectorComponent
 from crashdb.plugins import PluginsConnectorComponent
-from crashdb.pool import DBThreadPool
+from crashdb.pool import DBThreadPool, Pool
 from crashdb.processors import ProcessorsConnectorComponent
 from crashdb.rawcrashes import RawCrashesConnectorComponent
 from crashdb.reports import ReportsConnectorComponent
+from crashdb.schema import Model
 from crashdb.tcbs import TcbsConnectorComponent
 from crashdb.versions import VersionsConnectorComponent
 
@@ -26,18 +26,23 @@ class DBConnector:
 
     The URL is the caller's, else ``$CRASHDB_URL``, else ``sqlite:///crashdb.sqlite``. The
     constructor does no I/O; ``setup()`` checks the schema version, ``stop()`` releases threads
-    and connections.
+    and connections. ``pool``, instead of a URL, runs the connector on a pool made elsewhere
+    (its engine and backend with it): the fake passes a synchronous one.
     """
 
     def __init__(
-        self, db_url: str | None = None, threads: int | None = None, reactor: Any = None
+        self, db_url: str | None = None, threads: int | None = None, reactor: Any = None,
+        *, pool: Pool | None = None,
     ) -> None:
-        self.db_url = dialects.resolveUrl(db_url)
-        self.engine, self.strategy, threads = dialects.createEngine(self.db_url, threads)
-        self.pool: Any = DBThreadPool(self.engine, self.strategy, threads, reactor)
-        self._addComponents()
-
-    def _addComponents(self) -> None:
+        if pool is None:
+            self.db_url = resolveUrl(db_url)
+            engine, backend, threads = createEngine(self.db_url, threads)
+            pool = DBThreadPool(engine, backend, threads, reactor)
+        else:
+            self.db_url = pool.engine.url.render_as_string(hide_password=False)
+        self.pool = pool
+        self.engine = pool.engine
+        self.backend = pool.backend
         self.model = Model(self)
         self.partitions = PartitionsConnectorComponent(self)
         self.reports = ReportsConnectorComponent(self)
@@ -50,7 +55,7 @@ class DBConnector:
         self.versions = VersionsConnectorComponent(self)
 
     @defer.inlineCallbacks
-    def setup(self, check_version: bool = True):
+    def setup(self, check_version: bool = True) -> Any:
         """Get ready to serve; with ``check_version``, fail with DatabaseNotReadyError unless
         the schema is current. Tools that upgrade pass ``check_version=False``."""
         if check_version:

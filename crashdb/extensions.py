@@ -8,9 +8,8 @@ import sqlalchemy as sa
 from twisted.internet import defer
 
 from crashdb.base import DBConnectorComponent
-from crashdb.exceptions import InvalidInputError
 from crashdb.partitions import WEEK, weekStart
-from crashdb.validation import requireDatetime, requireInteger
+from crashdb.validation import requireDatetime, requireInteger, validatesInput
 
 
 def weekOf(report_id: int, date_processed: datetime.datetime) -> tuple:
@@ -24,16 +23,14 @@ def weekOf(report_id: int, date_processed: datetime.datetime) -> tuple:
 class ExtensionsConnectorComponent(DBConnectorComponent):
     """Reads a report's extensions (``db.extensions``); they are written by ``addReport``."""
 
+    @validatesInput
     def getExtensions(self, report_id: int, date_processed: datetime.datetime) -> defer.Deferred:
         """Deferred of ``[{report_id, date_processed, extension_key, extension_id,
         extension_version}]`` ordered by ``extension_key``; only the report's week is read."""
-        try:
-            start, end = weekOf(report_id, date_processed)
-        except InvalidInputError as error:
-            return defer.fail(error)
+        start, end = weekOf(report_id, date_processed)
 
         def thd(conn: sa.Connection) -> list[dict]:
-            source = self.db.strategy.readable(conn, "extensions", start, end)
+            source = self.readable(conn, "extensions", start, end)
             query = (
                 sa.select(source)
                 .where(

@@ -19,12 +19,20 @@ from twisted.internet import defer
 from crashdb import model
 from crashdb.base import DBConnectorComponent, batched
 from crashdb.exceptions import AlreadyClaimedError, InvalidInputError, NotClaimedError
-from crashdb.validation import INT32, requireDatetime, requireInteger, requireString
+from crashdb.validation import (
+    INT32,
+    columnLength,
+    requireBoolean,
+    requireDatetime,
+    requireInteger,
+    requireString,
+    validatesInput,
+)
 
 UTC = datetime.UTC
 jobs = model.jobs
 
-UUID_LENGTH = jobs.c.uuid.type.length
+UUID_LENGTH = columnLength(jobs.c.uuid)
 PRUNE_CHUNK = 10000  # completed jobs deleted per transaction by pruneJobs
 JOB_COLUMNS = (
     jobs.c.id,
@@ -90,17 +98,6 @@ def _jobIds(jobids: Any) -> list[int]:
     return list(dict.fromkeys(jobids))
 
 
-def _requireBoolean(value: Any, field: str) -> None:
-    if type(value) is not bool:
-        raise InvalidInputError(f"expected a boolean, got {type(value).__name__}", field=field)
-
-
-def _requireLimit(limit: Any, field: str = "limit", minimum: int = 1) -> None:
-    requireInteger(limit, field)
-    if limit < minimum:
-        raise InvalidInputError(f"must be at least {minimum}", field=field)
-
-
 class JobsConnectorComponent(DBConnectorComponent):
     """The processing queue: one job per crash uuid, claimed by at most one processor."""
 
@@ -117,7 +114,7 @@ class JobsConnectorComponent(DBConnectorComponent):
         )
         return (
             sa.update(jobs)
-            .where(jobs.c.id.in_(self.db.strategy.skipLocked(oldest).scalar_subquery()))
+            .where(jobs.c.id.in_(self.db.backend.skipLocked(oldest).scalar_subquery()))
             .values(
                 claimed_by_processorid=sa.bindparam("processorid"),
                 claimed_at=sa.bindparam("claimed_at"),
@@ -132,7 +129,7 @@ class JobsConnectorComponent(DBConnectorComponent):
         return (
             sa.update(jobs)
             .where(
-                self.db.strategy.inList(jobs.c.id, "jobids"),
+                self.db.backend.inList(jobs.c.id, "jobids"),
                 sa.not_(jobs.c.complete),
                 sa.or_(processor.is_(None), processor == sa.bindparam("processorid")),
             )
@@ -145,7 +142,7 @@ class JobsConnectorComponent(DBConnectorComponent):
         return (
             sa.update(jobs)
             .where(
-                self.db.strategy.inList(jobs.c.id, "jobids"),
+                self.db.backend.inList(jobs.c.id, "jobids"),
                 heldBy(sa.bindparam("processorid")),
                 sa.not_(jobs.c.complete),
             )
@@ -159,24 +156,22 @@ class JobsConnectorComponent(DBConnectorComponent):
 
     # -- queueing and reading --------------------------------------------------------------------
 
+    @validatesInput
     def addJobs(self, uuids: Sequence[str], priority: int = 0) -> defer.Deferred:
         """Queue a job per crash uuid; Deferred of their ids in input order. A uuid already
         queued keeps its job (and priority) and returns its existing id."""
-        try:
-            if isinstance(uuids, str) or not isinstance(uuids, Sequence):
-                raise InvalidInputError(
-                    f"expected a list of uuids, got {type(uuids).__name__}", field="uuids"
-                )
-            for index, uuid in enumerate(uuids):
-                try:
-                    requireString(uuid, "uuids", UUID_LENGTH)
-                    if not uuid:
-                        raise InvalidInputError("must not be empty", field="uuids")
-                except InvalidInputError as error:
-                    raise InvalidInputError(error.message, field="uuids", index=index) from None
-            requireInteger(priority, "priority")
-        except InvalidInputError as error:
-            return defer.fail(error)
+        if isinstance(uuids, str) or not isinstance(uuids, Sequence):
+            raise InvalidInputError(
+                f"expected a list of uuids, got {type(uuids).__name__}", field="uuids"
+            )
+        for index, uuid in enumerate(uuids):
+            try:
+                requireString(uuid, "uuids", UUID_LENGTH)
+                if not uuid:
+                    raise InvalidInputError("must not be empty", field="uuids")
+            except InvalidInputError as error:
+                raise InvalidInputError(error.message, field="uuids", index=index) from None
+        requireInteger(priority, "priority")
         distinct = list(dict.fromkeys(uuids))
         now = datetime.datetime.now(UTC)
 
@@ -184,7 +179,7 @@ class JobsConnectorComponent(DBConnectorComponent):
             if not distinct:
                 return []
             conn.execute(
-                self.db.strategy.insert(jobs).on_conflict_do_nothing(),
+                self.db.backend.insert(jobs).on_conflict_do_nothing(),
                 [{"uuid": uuid, "priority": priority, "queued_at": now} for uuid in distinct],
             )
             ids: dict[str, int] = {}
@@ -195,12 +190,10 @@ class JobsConnectorComponent(DBConnectorComponent):
 
         return self.db.pool.do(thd)
 
+    @validatesInput
     def getJob(self, jobid: int) -> defer.Deferred:
         """Deferred of the jobdict of ``jobid``, or None if there is no such job."""
-        try:
-            requireInteger(jobid, "jobid")
-        except InvalidInputError as error:
-            return defer.fail(error)
+        requireInteger(jobid, "jobid")
 
         def thd(conn: sa.Connection) -> dict[str, Any] | None:
             row = conn.execute(sa.select(*JOB_COLUMNS).where(jobs.c.id == jobid)).first()
@@ -208,6 +201,7 @@ class JobsConnectorComponent(DBConnectorComponent):
 
         return self.db.pool.do(thd)
 
+    @validatesInput
     def getJobs(
         self,
         claimed: bool | int | None = None,
@@ -217,15 +211,12 @@ class JobsConnectorComponent(DBConnectorComponent):
         """Deferred of jobdicts ordered by jobid. ``claimed``: None (any), True (claimed),
         False (unclaimed) or a processor id (claimed by it); ``complete``: None, True or False.
         A job completed through ``completeJobs`` keeps its claim, so counts as claimed."""
-        try:
-            if claimed is not None and type(claimed) is not bool:
-                requireInteger(claimed, "claimed")
-            if complete is not None:
-                _requireBoolean(complete, "complete")
-            if limit is not None:
-                _requireLimit(limit, minimum=0)
-        except InvalidInputError as error:
-            return defer.fail(error)
+        if claimed is not None and type(claimed) is not bool:
+            requireInteger(claimed, "claimed")
+        if complete is not None:
+            requireBoolean(complete, "complete")
+        if limit is not None:
+            requireInteger(limit, "limit", minimum=0)
 
         def thd(conn: sa.Connection) -> list[dict[str, Any]]:
             query = sa.select(*JOB_COLUMNS).order_by(jobs.c.id)
@@ -270,6 +261,7 @@ class JobsConnectorComponent(DBConnectorComponent):
                 f"no processor with id {params['processorid']}", field="processorid"
             ) from error
 
+    @validatesInput
     def claimJobs(
         self,
         jobids: Sequence[int],
@@ -279,12 +271,9 @@ class JobsConnectorComponent(DBConnectorComponent):
         """Claim every job of ``jobids`` for ``processorid``, all or nothing: if any is claimed
         by another processor, complete or unknown, fail with AlreadyClaimedError and claim none.
         Re-claiming a job this processor holds succeeds and refreshes ``claimed_at``."""
-        try:
-            ids = _jobIds(jobids)
-            requireInteger(processorid, "processorid")
-            requireDatetime(claimed_at, "claimed_at", optional=True)
-        except InvalidInputError as error:
-            return defer.fail(error)
+        ids = _jobIds(jobids)
+        requireInteger(processorid, "processorid")
+        requireDatetime(claimed_at, "claimed_at", optional=True)
         when = claimed_at or datetime.datetime.now(UTC)
 
         def thd(conn: sa.Connection) -> None:
@@ -302,16 +291,14 @@ class JobsConnectorComponent(DBConnectorComponent):
 
         return self.db.pool.do(thd)
 
+    @validatesInput
     def claimNextJobs(self, processorid: int, limit: int = 1) -> defer.Deferred:
         """Claim up to ``limit`` unclaimed, incomplete jobs for ``processorid``; Deferred of
         their jobdicts, highest priority first, then oldest. Concurrent callers never receive
         the same job and do not wait for each other: one statement, which on PostgreSQL skips
         rows another claimer has locked, and on SQLite runs in an immediate transaction."""
-        try:
-            requireInteger(processorid, "processorid")
-            _requireLimit(limit)
-        except InvalidInputError as error:
-            return defer.fail(error)
+        requireInteger(processorid, "processorid")
+        requireInteger(limit, "limit", minimum=1)
 
         def thd(conn: sa.Connection) -> list[dict[str, Any]]:
             now = datetime.datetime.now(UTC)
@@ -327,14 +314,12 @@ class JobsConnectorComponent(DBConnectorComponent):
 
         return self.db.pool.do(thd)
 
+    @validatesInput
     def unclaimJobs(self, jobids: Sequence[int], processorid: int) -> defer.Deferred:
         """Release this processor's claims on the incomplete jobs of ``jobids``; claims of other
         processors and completed jobs are left alone, silently. Deferred of None."""
-        try:
-            ids = _jobIds(jobids)
-            requireInteger(processorid, "processorid")
-        except InvalidInputError as error:
-            return defer.fail(error)
+        ids = _jobIds(jobids)
+        requireInteger(processorid, "processorid")
 
         def thd(conn: sa.Connection) -> None:
             for chunk in batched(ids):
@@ -350,6 +335,7 @@ class JobsConnectorComponent(DBConnectorComponent):
 
         return self.db.pool.do(thd)
 
+    @validatesInput
     def completeJobs(
         self,
         jobids: Sequence[int],
@@ -361,15 +347,12 @@ class JobsConnectorComponent(DBConnectorComponent):
         """Mark the jobs of ``jobids`` complete with ``success`` and ``message``. Every one must
         be incomplete and claimed by ``processorid``, else NotClaimedError and nothing changes.
         The jobs keep their claim: who completed them and when they were claimed."""
-        try:
-            ids = _jobIds(jobids)
-            requireInteger(processorid, "processorid")
-            _requireBoolean(success, "success")
-            if message is not None:
-                requireString(message, "message")
-            requireDatetime(completed_at, "completed_at", optional=True)
-        except InvalidInputError as error:
-            return defer.fail(error)
+        ids = _jobIds(jobids)
+        requireInteger(processorid, "processorid")
+        requireBoolean(success, "success")
+        if message is not None:
+            requireString(message, "message")
+        requireDatetime(completed_at, "completed_at", optional=True)
         when = completed_at or datetime.datetime.now(UTC)
 
         def thd(conn: sa.Connection) -> None:
@@ -392,13 +375,11 @@ class JobsConnectorComponent(DBConnectorComponent):
 
         return self.db.pool.do(thd)
 
+    @validatesInput
     def pruneJobs(self, completed_before: datetime.datetime) -> defer.Deferred:
         """Delete the jobs completed before ``completed_before``; Deferred of how many.
         Deletes in chunks of a transaction each, so claimers are never held up for long."""
-        try:
-            requireDatetime(completed_before, "completed_before")
-        except InvalidInputError as error:
-            return defer.fail(error)
+        requireDatetime(completed_before, "completed_before")
         done = jobs.alias("done")
         chunk = (
             sa.select(done.c.id)

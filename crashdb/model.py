@@ -238,7 +238,7 @@ id_sequences = sa.Table(
     metadata,
     sa.Column("name", sa.String(64), primary_key=True),
     sa.Column("next_id", sa.Integer, nullable=False),
-    info={"dialects": ("sqlite",)},
+    info={"backends": ("sqlite",)},
 )
 
 # PostgreSQL sequence behind reports.id: ids are unique across every weekly partition.
@@ -308,55 +308,10 @@ CHILD_SPECS: dict[str, ChildSpec] = {
 PARTITIONED_TABLES: tuple[str, ...] = ("reports", "extensions", "plugins_reports", "raw_crashes")
 
 
-def tables_for_dialect(dialect_name: str) -> list[sa.Table]:
-    """The model's tables that exist on ``dialect_name``."""
+def tablesFor(backend_name: str) -> list[sa.Table]:
+    """The model's tables that exist on the backend named ``backend_name``."""
     return [
         t
         for t in metadata.sorted_tables
-        if dialect_name in t.info.get("dialects", (dialect_name,))
+        if backend_name in t.info.get("backends", (backend_name,))
     ]
-
-
-class Model:
-    """``db.model``: the tables, and the schema's version (``upgrade``, ``is_current``)."""
-
-    metadata = metadata
-    reports = reports
-    extensions = extensions
-    plugins_reports = plugins_reports
-    raw_crashes = raw_crashes
-    plugins = plugins
-    processors = processors
-    jobs = jobs
-    tcbs = tcbs
-    product_versions = product_versions
-    version_aliases = version_aliases
-    id_sequences = id_sequences
-
-    def __init__(self, db) -> None:
-        self.db = db
-
-    def upgrade(self):
-        """Upgrade the database to this crashdb's schema; Deferred of (version before, after).
-        Idempotent, and serialized against concurrent upgrades."""
-        from crashdb import migrate
-
-        def thd(conn):
-            return migrate.upgrade(conn, self.db.strategy)
-
-        return self.db.pool.do(thd)
-
-    def is_current(self):
-        """Deferred of True if the database is at this crashdb's newest schema version."""
-        from crashdb import migrate
-
-        def thd(conn):
-            return migrate.currentVersion(conn) == migrate.headVersion()
-
-        return self.db.pool.do(thd)
-
-    def version(self):
-        """Deferred of the database's schema version, or None if it was never upgraded."""
-        from crashdb import migrate
-
-        return self.db.pool.do(migrate.currentVersion)

@@ -8,10 +8,12 @@ a week exists for all of them or for none.
 from __future__ import annotations
 
 import datetime
+import functools
+import logging
 import re
 import threading
-from collections.abc import Callable, Iterable
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from twisted.internet import defer
@@ -19,7 +21,12 @@ from twisted.internet import defer
 from crashdb import model
 from crashdb.base import DBConnectorComponent
 from crashdb.exceptions import InvalidInputError, RetryAfterRepair
-from crashdb.validation import requireDatetime, requireString
+from crashdb.validation import requireDatetime, requireInteger, requireString, validatesInput
+
+if TYPE_CHECKING:
+    from crashdb.backends.base import Backend
+
+log = logging.getLogger("crashdb.partitions")
 
 UTC = datetime.UTC
 WEEK = datetime.timedelta(days=7)
@@ -60,50 +67,37 @@ def parseChildName(name: str) -> tuple[str, datetime.datetime] | None:
     return match.group(1), monday
 
 
-def weeksBetween(start: datetime.datetime, end: datetime.datetime) -> list[datetime.datetime]:
-    """Mondays of the weeks overlapping the half-open range [start, end)."""
-    mondays = []
-    monday = weekStart(start)
-    while monday < end:
-        mondays.append(monday)
-        monday += WEEK
-    return mondays
-
-
 # -- child DDL from the model ---------------------------------------------------------------------
 
 _child_metadata: dict[str, sa.MetaData] = {}
 _child_lock = threading.Lock()
 
 
-def _dateCheck(dialect: str, monday: datetime.datetime) -> str:
-    """The half-open CHECK of a week, in the form the dialect stores timestamps."""
-    end = monday + WEEK
-    if dialect == "sqlite":  # SQLAlchemy's SQLite DateTime storage format, compared as text
-        fmt = "'%Y-%m-%d %H:%M:%S.000000'"
-        return f"date_processed >= {monday:{fmt}} AND date_processed < {end:{fmt}}"
-    fmt = "'%Y-%m-%d %H:%M:%S+00'::timestamp with time zone"
-    return f"{monday:{fmt}} <= date_processed AND date_processed < {end:{fmt}}"
+def overlaps(monday: datetime.datetime, start: datetime.datetime | None,
+             end: datetime.datetime | None) -> bool:
+    """True if the week starting ``monday`` overlaps [start, end) (None: unbounded)."""
+    return (start is None or monday + WEEK > start) and (end is None or monday < end)
 
 
-def childTable(parent: str, monday: datetime.datetime, dialect: str) -> sa.Table:
+def childTable(parent: str, monday: datetime.datetime, backend: Backend) -> sa.Table:
     """The weekly child of ``parent`` as a Table: the parent's columns, plus the indexes,
-    keys and date check of ``model.CHILD_SPECS``, all named ``<child>_<suffix>``."""
+    keys and date check (``backend.weekCheck``) of ``model.CHILD_SPECS``, all named
+    ``<child>_<suffix>``."""
     name = partitionName(parent, monday)
     with _child_lock:
-        metadata = _child_metadata.get(dialect)
+        metadata = _child_metadata.get(backend.name)
         if metadata is None:
-            metadata = _child_metadata[dialect] = sa.MetaData()
+            metadata = _child_metadata[backend.name] = sa.MetaData()
             model.plugins.to_metadata(metadata)
         if name in metadata.tables:
             return metadata.tables[name]
-        if parent != "reports":
-            childTable_locked("reports", monday, dialect, metadata)
-        return childTable_locked(parent, monday, dialect, metadata)
+        if parent != "reports":  # the others reference the week's reports child
+            _newChildTable("reports", monday, backend, metadata)
+        return _newChildTable(parent, monday, backend, metadata)
 
 
-def childTable_locked(
-    parent: str, monday: datetime.datetime, dialect: str, metadata: sa.MetaData
+def _newChildTable(
+    parent: str, monday: datetime.datetime, backend: Backend, metadata: sa.MetaData
 ) -> sa.Table:
     name = partitionName(parent, monday)
     if name in metadata.tables:
@@ -113,7 +107,7 @@ def childTable_locked(
     columns = [sa.Column(c.name, c.type, nullable=c.nullable) for c in parentTable.c]
     constraints: list[Any] = [
         sa.PrimaryKeyConstraint(*spec.primary_key, name=f"{name}_pkey"),
-        sa.CheckConstraint(_dateCheck(dialect, monday), name=f"{name}_date_check"),
+        sa.CheckConstraint(backend.weekCheck(monday), name=f"{name}_date_check"),
     ]
     for fk in spec.foreign_keys:
         target = fk.target or partitionName("reports", monday)
@@ -131,37 +125,99 @@ def childTable_locked(
     return sa.Table(name, metadata, *columns, *constraints, *indexes)
 
 
-def weekTables(monday: datetime.datetime, dialect: str) -> list[sa.Table]:
+def weekTables(monday: datetime.datetime, backend: Backend) -> list[sa.Table]:
     """Every child of one week, ``reports`` first (the others reference it)."""
-    return [childTable(parent, monday, dialect) for parent in model.PARTITIONED_TABLES]
+    return [childTable(parent, monday, backend) for parent in model.PARTITIONED_TABLES]
+
+
+# -- week DDL from the backend's primitives -------------------------------------------------------
+
+
+def createWeek(engine: sa.Engine, backend: Backend, monday: datetime.datetime) -> list[str]:
+    """Create every missing child of the week of ``monday``, all or none, in a transaction of
+    its own; the names created. Safe when racing: the backend serializes a week's DDL."""
+    tables = weekTables(monday, backend)
+
+    def create(conn: sa.Connection, existing: set[str]) -> list[str]:
+        created = []
+        for parent, child in zip(model.PARTITIONED_TABLES, tables):
+            if child.name not in existing:
+                child.create(conn)
+                backend.attachChild(conn, parent, child.name, monday)
+                created.append(child.name)
+        return created
+
+    created = backend.runWeekDDL(engine, monday, [t.name for t in tables], create)
+    if created:
+        log.info("created partitions %s", ", ".join(created))
+    return created
+
+
+def dropWeek(engine: sa.Engine, backend: Backend, monday: datetime.datetime) -> list[str]:
+    """Drop every child of the week of ``monday``, those referencing ``reports`` first; the
+    names dropped."""
+    tables = weekTables(monday, backend)
+
+    def drop(conn: sa.Connection, existing: set[str]) -> list[str]:
+        dropped = []
+        for parent, child in reversed(list(zip(model.PARTITIONED_TABLES, tables))):
+            if child.name in existing:
+                backend.detachChild(conn, parent, child.name)
+                conn.exec_driver_sql(f'DROP TABLE "{child.name}"')
+                dropped.append(child.name)
+        return dropped
+
+    return backend.runWeekDDL(engine, monday, [t.name for t in tables], drop)
+
+
+@functools.lru_cache(maxsize=64)
+def _parsedChildren(names: tuple[str, ...]) -> list[tuple[str, datetime.datetime]]:
+    return [p for p in map(parseChildName, names) if p is not None]
+
+
+def listChildren(conn: sa.Connection, backend: Backend) -> list[tuple[str, datetime.datetime]]:
+    """``(parent, monday)`` of every existing child."""
+    return _parsedChildren(tuple(backend.childNames(conn)))
+
+
+def readable(conn: sa.Connection, backend: Backend, parent: str,
+             start: datetime.datetime | None = None,
+             end: datetime.datetime | None = None) -> sa.FromClause:
+    """What to read ``parent``'s rows of [start, end) from: the parent itself where the
+    database prunes partitions, else the union of the overlapping children only."""
+    if backend.routesPartitions:
+        return model.metadata.tables[parent]
+    children = [childTable(p, monday, backend) for p, monday in listChildren(conn, backend)
+                if p == parent and overlaps(monday, start, end)]
+    if not children:
+        return model.metadata.tables[parent]  # the empty parent: no rows, right columns
+    if len(children) == 1:
+        return children[0]
+    return sa.union_all(*(sa.select(*child.c) for child in children)).subquery(parent)
 
 
 # -- the insert path ------------------------------------------------------------------------------
 
 
-def groupByWeek(rows: Iterable[dict], key: str = "date_processed") -> dict[datetime.datetime, list]:
-    """Rows grouped by the Monday of their ``key``, in first-seen order."""
-    groups: dict[datetime.datetime, list] = {}
-    for row in rows:
-        groups.setdefault(weekStart(row[key]), []).append(row)
-    return groups
-
-
-def missingPartition(strategy: Any, monday: datetime.datetime) -> RetryAfterRepair:
-    """The signal that rolls back, creates ``monday``'s week in its own transaction, retries."""
+def missingWeeks(backend: Backend, mondays: Sequence[datetime.datetime]) -> RetryAfterRepair:
+    """The signal that rolls back, creates the weeks of ``mondays`` (each in a transaction of
+    its own), and retries: one repair for a whole batch, however many weeks it spans."""
+    ordered = sorted(set(mondays))
+    span = f"{ordered[0]:%Y-%m-%d}" + (f" to {ordered[-1]:%Y-%m-%d}" if len(ordered) > 1 else "")
     return RetryAfterRepair(
-        f"no partition for the week of {monday:%Y-%m-%d}",
-        repair=lambda engine: strategy.createWeek(engine, monday),
+        f"no partition for the week of {span}",
+        repair=lambda engine: [createWeek(engine, backend, monday) for monday in ordered],
     )
 
 
-def executeInWeek(conn: sa.Connection, strategy: Any, monday: datetime.datetime, statement, *args):
+def executeInWeek(conn: sa.Connection, backend: Backend, monday: datetime.datetime,
+                  statement: Any, *args: Any) -> sa.CursorResult:
     """Execute a statement against a week's child; a missing child becomes the repair signal."""
     try:
         return conn.execute(statement, *args)
     except sa.exc.DBAPIError as error:
-        if strategy.isMissingTable(error):
-            raise missingPartition(strategy, monday) from error
+        if backend.isMissingPartition(error):
+            raise missingWeeks(backend, [monday]) from error
         raise
 
 
@@ -180,11 +236,12 @@ def uuidLookup(uuid: Any, date_processed: Any) -> tuple[datetime.datetime | None
     return start, start + WEEK
 
 
-def latestByUuid(conn: sa.Connection, strategy: Any, parent: str, uuid: str, start, end,
+def latestByUuid(conn: sa.Connection, backend: Backend, parent: str, uuid: str,
+                 start: datetime.datetime | None, end: datetime.datetime | None,
                  columns: Callable[[sa.FromClause], list] | None = None) -> sa.Row | None:
     """The most recently processed row of ``parent`` with ``uuid`` within [start, end) (any
     week when they are None): uniqueness is per week, so a uuid may be stored in several."""
-    source = strategy.readable(conn, parent, start, end)
+    source = readable(conn, backend, parent, start, end)
     query = sa.select(*(columns(source) if columns else [source])).where(source.c.uuid == uuid)
     if start is not None:
         query = query.where(source.c.date_processed >= start, source.c.date_processed < end)
@@ -197,52 +254,38 @@ def latestByUuid(conn: sa.Connection, strategy: Any, parent: str, uuid: str, sta
 class PartitionsConnectorComponent(DBConnectorComponent):
     """Creates, lists and drops the weekly partitions of every partitioned table."""
 
+    @validatesInput
     def ensureWeek(self, when: datetime.datetime | datetime.date) -> defer.Deferred:
         """Create the week holding ``when`` for every partitioned table; Deferred of the names
         created (empty if the week existed)."""
-        try:
-            monday = weekStart(when)
-        except InvalidInputError as error:
-            return defer.fail(error)
-        return self.db.pool.do_with_engine(self.db.strategy.createWeek, monday)
+        return self.db.pool.doWithEngine(createWeek, self.db.backend, weekStart(when))
 
-    def createAhead(
-        self, weeks: int, now: datetime.datetime | None = None
-    ) -> defer.Deferred:
+    @validatesInput
+    def createAhead(self, weeks: int, now: datetime.datetime | None = None) -> defer.Deferred:
         """Create the week of ``now`` and the next ``weeks`` weeks; Deferred of names created."""
-        if isinstance(weeks, bool) or not isinstance(weeks, int) or weeks < 0:
-            return defer.fail(InvalidInputError("must be a whole number >= 0", field="weeks"))
-        try:
-            first = weekStart(now if now is not None else datetime.datetime.now(UTC))
-        except InvalidInputError as error:
-            return defer.fail(error)
+        requireInteger(weeks, "weeks", minimum=0)
+        first = weekStart(now if now is not None else datetime.datetime.now(UTC))
         mondays = [first + i * WEEK for i in range(weeks + 1)]
 
         def create(engine: sa.Engine) -> list[str]:
-            names: list[str] = []
-            for monday in mondays:
-                names.extend(self.db.strategy.createWeek(engine, monday))
-            return names
+            return [name for monday in mondays
+                    for name in createWeek(engine, self.db.backend, monday)]
 
-        return self.db.pool.do_with_engine(create)
+        return self.db.pool.doWithEngine(create)
 
+    @validatesInput
     def dropWeeksBefore(self, cutoff: datetime.datetime) -> defer.Deferred:
         """Drop every week that ends on or before ``cutoff``; Deferred of the names dropped."""
-        try:
-            cutoff = _asUTC(cutoff, "cutoff")
-        except InvalidInputError as error:
-            return defer.fail(error)
+        cutoff = _asUTC(cutoff, "cutoff")
+        backend = self.db.backend
 
         def drop(engine: sa.Engine) -> list[str]:
             with engine.connect() as conn:
-                mondays = sorted({m for _, m in self.db.strategy.listChildren(conn)})
-            names: list[str] = []
-            for monday in mondays:
-                if monday + WEEK <= cutoff:
-                    names.extend(self.db.strategy.dropWeek(engine, monday))
-            return names
+                mondays = sorted({monday for _, monday in listChildren(conn, backend)})
+            return [name for monday in mondays if monday + WEEK <= cutoff
+                    for name in dropWeek(engine, backend, monday)]
 
-        return self.db.pool.do_with_engine(drop)
+        return self.db.pool.doWithEngine(drop)
 
     def getPartitions(self, table: str | None = None) -> defer.Deferred:
         """Deferred of ``[{table, name, start, end}]`` ordered by table, then start."""
@@ -253,7 +296,7 @@ class PartitionsConnectorComponent(DBConnectorComponent):
             rows = [
                 {"table": parent, "name": partitionName(parent, monday), "start": monday,
                  "end": monday + WEEK}
-                for parent, monday in self.db.strategy.listChildren(conn)
+                for parent, monday in listChildren(conn, self.db.backend)
                 if table is None or parent == table
             ]
             return sorted(rows, key=lambda r: (r["table"], r["start"]))
@@ -262,5 +305,10 @@ class PartitionsConnectorComponent(DBConnectorComponent):
 
     def getPartitionSizes(self) -> defer.Deferred:
         """Deferred of ``{child name: (rows, bytes or None)}``, for ``crashdb partitions list``."""
-        return self.db.pool.do(self.db.strategy.childSizes)
 
+        def thd(conn: sa.Connection) -> dict[str, tuple[int | None, int | None]]:
+            names = [partitionName(parent, monday)
+                     for parent, monday in listChildren(conn, self.db.backend)]
+            return self.db.backend.childSizes(conn, names)
+
+        return self.db.pool.do(thd)

@@ -10,15 +10,14 @@ from twisted.internet import defer
 
 from crashdb import model
 from crashdb.base import DBConnectorComponent, batched
-from crashdb.exceptions import InvalidInputError
 from crashdb.extensions import weekOf
-from crashdb.validation import requireString
+from crashdb.validation import requireString, validatesInput
 
 plugins = model.plugins
 
 
 def pluginIds(
-    conn: sa.Connection, strategy, wanted: Iterable[tuple[str, str]]
+    conn: sa.Connection, backend, wanted: Iterable[tuple[str, str]]
 ) -> dict[tuple[str, str], int]:
     """Ids of the ``(filename, name)`` plugins, creating the missing ones; race-safe (the
     unique index decides, losers read the winner's row)."""
@@ -38,7 +37,7 @@ def pluginIds(
     missing = [key for key in wanted if key not in ids]
     if missing:
         conn.execute(
-            strategy.insert(plugins).on_conflict_do_nothing(),
+            backend.insert(plugins).on_conflict_do_nothing(),
             [{"filename": f, "name": n} for f, n in missing],
         )
         ids.update(lookup(missing))
@@ -48,29 +47,25 @@ def pluginIds(
 class PluginsConnectorComponent(DBConnectorComponent):
     """Plugins and the plugins each report had loaded (``db.plugins``)."""
 
+    @validatesInput
     def findPluginId(self, filename: str, name: str) -> defer.Deferred:
         """Deferred of the id of plugin (filename, name), created if new; safe when racing."""
-        try:
-            requireString(filename, "filename")
-            requireString(name, "name")
-        except InvalidInputError as error:
-            return defer.fail(error)
+        requireString(filename, "filename")
+        requireString(name, "name")
 
         def thd(conn: sa.Connection) -> int:
             return self.findOrCreateId(conn, plugins, {"filename": filename, "name": name})
 
         return self.db.pool.do(thd)
 
+    @validatesInput
     def getPluginReports(self, report_id: int, date_processed: datetime.datetime) -> defer.Deferred:
         """Deferred of ``[{report_id, plugin_id, date_processed, version, filename, name}]`` of
         one report, ordered by plugin_id; only the report's week is read."""
-        try:
-            start, end = weekOf(report_id, date_processed)
-        except InvalidInputError as error:
-            return defer.fail(error)
+        start, end = weekOf(report_id, date_processed)
 
         def thd(conn: sa.Connection) -> list[dict]:
-            source = self.db.strategy.readable(conn, "plugins_reports", start, end)
+            source = self.readable(conn, "plugins_reports", start, end)
             query = (
                 sa.select(
                     source.c.report_id,

@@ -22,7 +22,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import sqlalchemy as sa
 from twisted.internet import defer, threads
@@ -34,6 +34,9 @@ from crashdb.exceptions import (
     DatabaseUnavailableError,
     RetryAfterRepair,
 )
+
+if TYPE_CHECKING:
+    from crashdb.backends.base import Backend
 
 log = logging.getLogger("crashdb.pool")
 
@@ -56,17 +59,9 @@ def _reason(error: BaseException) -> str:
     return lines[0] if lines else type(orig).__name__
 
 
-def run_in_transaction(
-    engine: sa.Engine, strategy: Any, thd: Callable[..., T], *args: Any, **kw: Any
-) -> T:
-    """Run ``thd(conn, *args, **kw)`` in a transaction, retrying only where that is safe,
-    for up to :data:`RETRY_WINDOW` seconds from now."""
-    return _runInTransaction(engine, strategy, time.monotonic() + RETRY_WINDOW, thd, args, kw)
-
-
 def _runInTransaction(
     engine: sa.Engine,
-    strategy: Any,
+    backend: Backend,
     deadline: float,
     thd: Callable[..., T],
     args: tuple,
@@ -126,8 +121,9 @@ def _runInTransaction(
             if stage == "committed":  # closing the connection failed; the COMMIT went through
                 log.warning("error after commit, ignored: %s", _reason(error))
                 return result
-            if not _isRetryable(strategy, error, stage):
-                if stage == "commit" and strategy.isConnectionLost(error):
+            if not _isRetryable(backend, error, stage):
+                if (stage == "commit" and isinstance(error, sa.exc.DBAPIError)
+                        and backend.isConnectionLost(error)):
                     raise CommitOutcomeUnknownError(
                         "the connection to the database was lost during COMMIT, so it is unknown "
                         f"whether the call's writes were stored ({_reason(error)}); crashdb's "
@@ -148,16 +144,31 @@ def _runInTransaction(
             time.sleep(delay)
 
 
-def _isRetryable(strategy: Any, error: BaseException, stage: str) -> bool:
+def _isRetryable(backend: Backend, error: BaseException, stage: str) -> bool:
     """Whether running the call again is safe (nothing can have committed) and may help."""
     if isinstance(error, _TransactionLost):
         return True
     if isinstance(error, sa.exc.TimeoutError):  # no pooled connection came free in time
         return stage != "commit"
+    assert isinstance(error, sa.exc.DBAPIError)
     if stage == "commit":
         # the server answered COMMIT with an error (rolled back); a lost connection is unknown
-        return not strategy.isConnectionLost(error) and strategy.isRetryable(error)
-    return strategy.isRetryable(error)
+        return not backend.isConnectionLost(error) and backend.isRetryable(error)
+    return backend.isRetryable(error)
+
+
+class Pool(Protocol):
+    """What the connector and its components need of a pool (DBThreadPool, SynchronousDBPool)."""
+
+    engine: sa.Engine
+    backend: Backend
+
+    def do(self, thd: Callable[..., Any], *args: Any, **kw: Any) -> defer.Deferred: ...
+
+    def doWithEngine(self, function: Callable[..., Any], *args: Any, **kw: Any
+                       ) -> defer.Deferred: ...
+
+    def stop(self) -> defer.Deferred: ...
 
 
 class DBThreadPool:
@@ -168,13 +179,15 @@ class DBThreadPool:
     is how long after a call transient errors are retried (see the module docstring).
     """
 
-    def __init__(self, engine: sa.Engine, strategy: Any, threads: int, reactor: Any = None) -> None:
+    def __init__(
+        self, engine: sa.Engine, backend: Backend, threads: int, reactor: Any = None
+    ) -> None:
         if reactor is None:
             from twisted.internet import reactor as default_reactor
 
             reactor = default_reactor
         self.engine = engine
-        self.strategy = strategy
+        self.backend = backend
         self.reactor = reactor
         self.retryWindow: float = RETRY_WINDOW
         self._threadpool = threadpool.ThreadPool(minthreads=1, maxthreads=threads, name="crashdb")
@@ -201,10 +214,10 @@ class DBThreadPool:
         """Run ``thd(conn, *args, **kw)`` in a thread, in a transaction; Deferred of its result."""
         deadline = time.monotonic() + self.retryWindow
         return self._defer(
-            _runInTransaction, self.engine, self.strategy, deadline, thd, args, kw
+            _runInTransaction, self.engine, self.backend, deadline, thd, args, kw
         )
 
-    def do_with_engine(self, function: Callable[..., Any], *args: Any, **kw: Any) -> defer.Deferred:
+    def doWithEngine(self, function: Callable[..., Any], *args: Any, **kw: Any) -> defer.Deferred:
         """Run ``function(engine, *args, **kw)`` in a thread: for schema work, which manages
         its own transactions (and is not retried)."""
         return self._defer(function, self.engine, *args, **kw)
@@ -264,9 +277,9 @@ class SynchronousDBPool:
     fake connector uses it so that unit tests need no reactor and no threads.
     """
 
-    def __init__(self, engine: sa.Engine, strategy: Any) -> None:
+    def __init__(self, engine: sa.Engine, backend: Backend) -> None:
         self.engine = engine
-        self.strategy = strategy
+        self.backend = backend
         self.retryWindow: float = RETRY_WINDOW
         self._stopped = False
 
@@ -278,10 +291,10 @@ class SynchronousDBPool:
     def do(self, thd: Callable[..., Any], *args: Any, **kw: Any) -> defer.Deferred:
         deadline = time.monotonic() + self.retryWindow
         return self._call(
-            _runInTransaction, self.engine, self.strategy, deadline, thd, args, kw
+            _runInTransaction, self.engine, self.backend, deadline, thd, args, kw
         )
 
-    def do_with_engine(self, function: Callable[..., Any], *args: Any, **kw: Any) -> defer.Deferred:
+    def doWithEngine(self, function: Callable[..., Any], *args: Any, **kw: Any) -> defer.Deferred:
         return self._call(lambda: function(self.engine, *args, **kw))
 
     def stop(self) -> defer.Deferred:

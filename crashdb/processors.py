@@ -16,13 +16,20 @@ from twisted.internet import defer
 from crashdb import model
 from crashdb.base import DBConnectorComponent
 from crashdb.exceptions import InvalidInputError
-from crashdb.validation import requireDatetime, requireInteger, requireString
+from crashdb.validation import (
+    columnLength,
+    requireBoolean,
+    requireDatetime,
+    requireInteger,
+    requireString,
+    validatesInput,
+)
 
 UTC = datetime.UTC
 processors = model.processors
 jobs = model.jobs
 
-NAME_LENGTH = processors.c.name.type.length
+NAME_LENGTH = columnLength(processors.c.name)
 
 
 def releaseClaims(conn: sa.Connection, holders: Any) -> int:
@@ -56,11 +63,6 @@ def toTimedelta(timeout: Any, field: str = "timeout") -> datetime.timedelta:
     return timeout
 
 
-def _requireBoolean(value: Any, field: str) -> None:
-    if type(value) is not bool:
-        raise InvalidInputError(f"expected a boolean, got {type(value).__name__}", field=field)
-
-
 class ProcessorsConnectorComponent(DBConnectorComponent):
     """Registered processors, their liveness, and the release of a dead one's claims."""
 
@@ -73,30 +75,26 @@ class ProcessorsConnectorComponent(DBConnectorComponent):
             "last_active": row.last_active,
         }
 
+    @validatesInput
     def findProcessorId(self, name: str) -> defer.Deferred:
         """Deferred of the id of the processor called ``name``, created inactive if new.
         Race-safe: processes registering the same name at once all get the same id."""
-        try:
-            requireString(name, "name", NAME_LENGTH)
-            if not name:
-                raise InvalidInputError("must not be empty", field="name")
-        except InvalidInputError as error:
-            return defer.fail(error)
+        requireString(name, "name", NAME_LENGTH)
+        if not name:
+            raise InvalidInputError("must not be empty", field="name")
 
         def thd(conn: sa.Connection) -> int:
             return self.findOrCreateId(conn, processors, {"name": name}, {"active": False})
 
         return self.db.pool.do(thd)
 
+    @validatesInput
     def setProcessorState(self, processorid: int, active: bool) -> defer.Deferred:
         """Mark the processor active (refreshing ``last_active``: the heartbeat) or inactive
         (releasing its claims on incomplete jobs). Deferred of True if ``active`` changed; False
         also for an unknown processor."""
-        try:
-            requireInteger(processorid, "processorid")
-            _requireBoolean(active, "active")
-        except InvalidInputError as error:
-            return defer.fail(error)
+        requireInteger(processorid, "processorid")
+        requireBoolean(active, "active")
         now = datetime.datetime.now(UTC)
 
         def thd(conn: sa.Connection) -> bool:
@@ -116,12 +114,10 @@ class ProcessorsConnectorComponent(DBConnectorComponent):
 
         return self.db.pool.do(thd)
 
+    @validatesInput
     def getProcessor(self, processorid: int) -> defer.Deferred:
         """Deferred of ``{id, name, active, last_active}``, or None if there is no such one."""
-        try:
-            requireInteger(processorid, "processorid")
-        except InvalidInputError as error:
-            return defer.fail(error)
+        requireInteger(processorid, "processorid")
 
         def thd(conn: sa.Connection) -> dict[str, Any] | None:
             row = conn.execute(sa.select(processors).where(processors.c.id == processorid)).first()
@@ -138,6 +134,7 @@ class ProcessorsConnectorComponent(DBConnectorComponent):
 
         return self.db.pool.do(thd)
 
+    @validatesInput
     def expireProcessors(
         self, timeout: datetime.timedelta | float, now: datetime.datetime | None = None
     ) -> defer.Deferred:
@@ -147,13 +144,11 @@ class ProcessorsConnectorComponent(DBConnectorComponent):
         Claims still held by a processor that is already inactive and has not checked in since
         the cut-off (it claimed after being expired, then died) are released too.
         """
+        requireDatetime(now, "now", optional=True)
         try:
-            requireDatetime(now, "now", optional=True)
             cutoff = (now or datetime.datetime.now(UTC)) - toTimedelta(timeout)
-        except InvalidInputError as error:
-            return defer.fail(error)
         except OverflowError:
-            return defer.fail(InvalidInputError("reaches before year 1", field="timeout"))
+            raise InvalidInputError("reaches before year 1", field="timeout") from None
 
         def thd(conn: sa.Connection) -> list[int]:
             stale = sa.or_(processors.c.last_active.is_(None), processors.c.last_active < cutoff)

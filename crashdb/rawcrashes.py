@@ -17,7 +17,13 @@ from crashdb import model
 from crashdb.base import DBConnectorComponent
 from crashdb.exceptions import InvalidInputError
 from crashdb.partitions import childTable, executeInWeek, latestByUuid, uuidLookup, weekStart
-from crashdb.validation import RowValidator, requireDatetime, requireInteger, requireString
+from crashdb.validation import (
+    RowValidator,
+    requireDatetime,
+    requireInteger,
+    requireString,
+    validatesInput,
+)
 
 _validator = RowValidator(model.raw_crashes, required=("uuid", "date_processed", "raw_crash"))
 SCALARS = (str, int, float, bool, type(None))
@@ -41,43 +47,40 @@ def _hashable(value: Any) -> Any:
 class RawCrashesConnectorComponent(DBConnectorComponent):
     """Raw JSON crashes (``db.rawcrashes``), partitioned by week like reports."""
 
+    @validatesInput
     def addRawCrash(
         self, uuid: str, date_processed: datetime.datetime, raw_crash: dict[str, Any]
     ) -> defer.Deferred:
         """Store a raw crash; Deferred of True if stored, False if that uuid was already
         stored for the week (idempotent: nothing changes)."""
         row = {"uuid": uuid, "date_processed": date_processed, "raw_crash": raw_crash}
-        try:
-            _validator.validate(row)
-        except InvalidInputError as error:
-            return defer.fail(error)
+        _validator.validate(row)
         monday = weekStart(date_processed)
 
         def thd(conn: sa.Connection) -> bool:
-            child = childTable("raw_crashes", monday, self.db.strategy.name)
-            insert = self.db.strategy.insert(child).on_conflict_do_nothing(index_elements=["uuid"])
-            result = executeInWeek(conn, self.db.strategy, monday, insert.values(row))
+            child = childTable("raw_crashes", monday, self.db.backend)
+            insert = self.db.backend.insert(child).on_conflict_do_nothing(index_elements=["uuid"])
+            result = executeInWeek(conn, self.db.backend, monday, insert.values(row))
             return result.rowcount == 1
 
         return self.db.pool.do(thd)
 
+    @validatesInput
     def getRawCrash(
         self, uuid: str, date_processed: datetime.datetime | None = None
     ) -> defer.Deferred:
         """Deferred of the raw crash dict, or None; with ``date_processed`` only its week is
         read, without it the most recently processed one with that uuid is returned."""
-        try:
-            start, end = uuidLookup(uuid, date_processed)
-        except InvalidInputError as error:
-            return defer.fail(error)
+        start, end = uuidLookup(uuid, date_processed)
 
         def thd(conn: sa.Connection) -> dict | None:
-            row = latestByUuid(conn, self.db.strategy, "raw_crashes", uuid, start, end,
+            row = latestByUuid(conn, self.db.backend, "raw_crashes", uuid, start, end,
                                columns=lambda source: [source.c.raw_crash])
             return None if row is None else row.raw_crash
 
         return self.db.pool.do(thd)
 
+    @validatesInput
     def getRawCrashes(
         self,
         start: datetime.datetime,
@@ -88,26 +91,23 @@ class RawCrashesConnectorComponent(DBConnectorComponent):
         """Deferred of ``[{uuid, date_processed, raw_crash}]`` processed in [start, end) whose
         top-level keys equal ``where``'s scalar values (in SQL), ordered by (date_processed,
         uuid)."""
-        try:
-            _requireRange(start, end)
-            if where is not None and not isinstance(where, dict):
-                raise InvalidInputError("expected a dict of key -> value", field="where")
-            for key, value in (where or {}).items():
-                _requireKey(key, "where")
-                if not isinstance(value, SCALARS):
-                    raise InvalidInputError(f"{key!r}: only scalar values compare", field="where")
-            if limit is not None:
-                requireInteger(limit, "limit")
-                if limit < 0:
-                    raise InvalidInputError("must not be negative", field="limit")
-        except InvalidInputError as error:
-            return defer.fail(error)
+        _requireRange(start, end)
+        if where is not None and not isinstance(where, dict):
+            raise InvalidInputError("expected a dict of key -> value", field="where")
+        for key, value in (where or {}).items():
+            _requireKey(key, "where")
+            if not isinstance(value, SCALARS):
+                raise InvalidInputError(f"{key!r}: only scalar values compare", field="where")
+        if limit is not None:
+            requireInteger(limit, "limit")
+            if limit < 0:
+                raise InvalidInputError("must not be negative", field="limit")
 
         def thd(conn: sa.Connection) -> list[dict]:
-            source = self.db.strategy.readable(conn, "raw_crashes", start, end)
+            source = self.readable(conn, "raw_crashes", start, end)
             conditions = [source.c.date_processed >= start, source.c.date_processed < end]
             for key, value in (where or {}).items():
-                conditions.append(self.db.strategy.jsonEquals(source.c.raw_crash, key, value))
+                conditions.append(self.db.backend.jsonEquals(source.c.raw_crash, key, value))
             query = (
                 sa.select(source.c.uuid, source.c.date_processed, source.c.raw_crash)
                 .where(*conditions)
@@ -118,20 +118,18 @@ class RawCrashesConnectorComponent(DBConnectorComponent):
 
         return self.db.pool.do(thd)
 
+    @validatesInput
     def countRawCrashesBy(
         self, key: str, start: datetime.datetime, end: datetime.datetime
     ) -> defer.Deferred:
         """Deferred of ``{value: count}`` of top-level ``key`` over crashes processed in
         [start, end), grouped in SQL; crashes without the key count under None, and list or
         object values under their JSON text."""
-        try:
-            _requireKey(key, "key")
-            _requireRange(start, end)
-        except InvalidInputError as error:
-            return defer.fail(error)
+        _requireKey(key, "key")
+        _requireRange(start, end)
 
         def thd(conn: sa.Connection) -> dict[Any, int]:
-            source = self.db.strategy.readable(conn, "raw_crashes", start, end)
+            source = self.readable(conn, "raw_crashes", start, end)
             values = (
                 sa.select(source.c.raw_crash[key].label("value"))
                 .where(source.c.date_processed >= start, source.c.date_processed < end)

@@ -16,16 +16,20 @@ from typing import Any
 import sqlalchemy as sa
 from twisted.internet import defer
 
-from crashdb import copytext, model
+from crashdb import model
+from crashdb.backends.base import Backend
 from crashdb.base import DBConnectorComponent, batched
-from crashdb.exceptions import InvalidInputError, RetryAfterRepair
-from crashdb.partitions import childTable, latestByUuid, uuidLookup, weekStart
+from crashdb.bulk import bulkInsertWeeks, copytext
+from crashdb.bulk.encoder import CheckingEncoder
+from crashdb.exceptions import InvalidInputError
+from crashdb.partitions import childTable, latestByUuid, missingWeeks, uuidLookup, weekStart
 from crashdb.plugins import pluginIds
 from crashdb.validation import (
     RowValidator,
     requireDatetime,
     requireInteger,
     requireString,
+    validatesInput,
 )
 
 REPORT_FIELDS = tuple(c.name for c in model.reports.c)
@@ -47,11 +51,11 @@ _extensionValidator = RowValidator(
     required=("extension_id",),
     exclude=("report_id", "date_processed", "extension_key"),
 )
-_reportEncoder = copytext.CheckingEncoder(
+_reportEncoder = CheckingEncoder(
     model.reports, VALUE_FIELDS, keys=(*VALUE_FIELDS, *CHILD_LISTS), required=("uuid",
                                                                                 "date_processed")
 )
-_extensionEncoder = copytext.CheckingEncoder(
+_extensionEncoder = CheckingEncoder(
     model.extensions, EXTENSION_FIELDS[3:], keys=EXTENSION_FIELDS[3:], required=("extension_id",),
     leadFields=3,
 )
@@ -115,88 +119,82 @@ def _monday(when: datetime.datetime) -> datetime.datetime:
 
 
 @contextlib.contextmanager
-def _inBatch(strategy: Any, weeks: Iterable[datetime.datetime]) -> Iterator[None]:
+def _inBatch(backend: Backend, weeks: Iterable[datetime.datetime]) -> Iterator[None]:
     """Writes of a batch spanning ``weeks``: a missing partition becomes the repair signal,
     whose repair creates every week of the batch (one rollback and retry per batch, not one a
     week)."""
     try:
         yield
     except sa.exc.DBAPIError as error:
-        if strategy.isMissingPartition(error):
-            mondays = sorted(set(weeks))
-            raise RetryAfterRepair(
-                f"no partition for a week of {mondays[0]:%Y-%m-%d} to {mondays[-1]:%Y-%m-%d}",
-                repair=lambda engine: [strategy.createWeek(engine, m) for m in mondays],
-            ) from error
+        if backend.isMissingPartition(error):
+            raise missingWeeks(backend, list(weeks)) from error
         raise
 
 
 def validateFilters(
-    product=None, version=None, signature=None, start=None, end=None, limit=None, offset=0
+    product: Any = None, version: Any = None, signature: Any = None, start: Any = None,
+    end: Any = None, limit: Any = None, offset: Any = 0,
 ) -> None:
     """InvalidInputError for a filter of the wrong type (shared by getReports/countReports)."""
-    for field, value, length in (("product", product, 30), ("version", version, 16),
-                                 ("signature", signature, 255)):
+    for field, value in (("product", product), ("version", version), ("signature", signature)):
         if value is not None:
-            requireString(value, field, length)
+            requireString(value, field, model.reports.c[field])
     requireDatetime(start, "start", optional=True)
     requireDatetime(end, "end", optional=True)
     if limit is not None:
-        requireInteger(limit, "limit")
-        if limit < 0:
-            raise InvalidInputError("must not be negative", field="limit")
-    requireInteger(offset, "offset")
-    if offset < 0:
-        raise InvalidInputError("must not be negative", field="offset")
+        requireInteger(limit, "limit", minimum=0)
+    requireInteger(offset, "offset", minimum=0)
 
 
 class _ReportRows:
     """The rows of one week's new reports (``REPORT_FIELDS`` order), made as they are read,
-    each report validated first unless ``validated``; sized, for the strategy's choice of
-    method, and a :class:`copytext.CopySource`, so that a COPY checks and formats each value in
-    one pass. ``parents`` collects the ``(id, report)`` of those read that carry extensions or
-    plugins."""
+    each report validated on the way; sized, for the backend's choice of method, and a
+    :class:`copytext.CopySource`, so that a COPY checks and formats each value in one pass.
+    ``parents`` collects the ``(id, report)`` of those read that carry extensions or plugins.
 
-    def __init__(self, members: dict[str, tuple[int, dict]], ids: dict[str, int],
-                 validated: bool) -> None:
+    Validation is cheap for the common row, which the encoder accepts as certainly valid; only
+    a row it cannot vouch for goes through :func:`validateReport`.
+    """
+
+    def __init__(self, members: dict[str, tuple[int, dict]], ids: dict[str, int]) -> None:
         self.members = members
         self.ids = ids  # in the order of members
-        self.validated = validated
         self.parents: list[tuple[int, dict]] = []
 
     def __len__(self) -> int:
         return len(self.members)
 
+    def _reports(self) -> Iterator[tuple[int, int, dict]]:
+        for (index, report), report_id in zip(self.members.values(), self.ids.values()):
+            yield index, report_id, report
+
+    def _parent(self, index: int, report_id: int, report: dict, checked: bool) -> None:
+        """Note a report with extensions or plugins (validating them unless ``checked``)."""
+        if "extensions" in report or "plugins" in report:
+            if not checked:
+                _validateChildLists(report, index)
+            self.parents.append((report_id, report))
+
     def __iter__(self) -> Iterator[list]:
         take = _reportEncoder.values
-        parents = self.parents
-        for (index, report), report_id in zip(self.members.values(), self.ids.values()):
+        for index, report_id, report in self._reports():
             row = take(report, report_id)
+            checked = row is None
             if row is None:  # not certainly valid: validate properly, take plainly
-                if not self.validated:
-                    validateReport(report, index)
+                validateReport(report, index)
                 row = [report_id, *map(report.get, VALUE_FIELDS)]
-            elif not self.validated and ("extensions" in report or "plugins" in report):
-                _validateChildLists(report, index)
-            if "extensions" in report or "plugins" in report:
-                parents.append((report_id, report))
+            self._parent(index, report_id, report, checked)
             yield row
 
     def copyLines(self, formatter: copytext.CopyFormatter) -> Iterator[str]:
         encode = _reportEncoder.line
-        parents = self.parents
-        for (index, report), report_id in zip(self.members.values(), self.ids.values()):
+        for index, report_id, report in self._reports():
             line = encode(report, str(report_id))
+            checked = line is None
             if line is None:  # not certainly valid: validate properly, format plainly
-                if not self.validated:
-                    validateReport(report, index)
+                validateReport(report, index)
                 line = formatter.line([report_id, *map(report.get, VALUE_FIELDS)])
-                if "extensions" in report or "plugins" in report:
-                    parents.append((report_id, report))
-            elif "extensions" in report or "plugins" in report:
-                if not self.validated:
-                    _validateChildLists(report, index)
-                parents.append((report_id, report))
+            self._parent(index, report_id, report, checked)
             yield line
 
 
@@ -206,8 +204,9 @@ class _ExtensionRows:
     extensions."""
 
     def __init__(self, parents: list[tuple[int, dict]]) -> None:
-        self.parents = [(report_id, report, report.get("extensions"))
-                        for report_id, report in parents if report.get("extensions")]
+        self.parents: list[tuple[int, dict, list[dict]]] = [
+            (report_id, report, report["extensions"])
+            for report_id, report in parents if report.get("extensions")]
 
     def __len__(self) -> int:
         return sum(len(extensions) for _, _, extensions in self.parents)
@@ -234,13 +233,11 @@ class _ExtensionRows:
 class ReportsConnectorComponent(DBConnectorComponent):
     """Processed crash reports (``db.reports``); see docs/components/reports.md."""
 
+    @validatesInput
     def addReport(self, report: dict[str, Any]) -> defer.Deferred:
         """Store one report (with its extensions and plugins); Deferred of its id."""
-        try:
-            validateReport(report, None)
-        except InvalidInputError as error:
-            return defer.fail(error)
-        return self.db.pool.do(self._store, [report], True).addCallback(lambda ids: ids[0])
+        validateReport(report)
+        return self.db.pool.do(self._store, [report]).addCallback(lambda ids: ids[0])
 
     def addReports(self, reports: Sequence[dict[str, Any]]) -> defer.Deferred:
         """Store a batch atomically, any weeks; Deferred of the ids in input order.
@@ -252,58 +249,43 @@ class ReportsConnectorComponent(DBConnectorComponent):
             return defer.fail(InvalidInputError(f"expected a list, got {type(reports).__name__}"))
         if not reports:
             return defer.succeed([])
-        reports = list(reports)
-        if len(reports) >= BULK_MIN_ROWS:  # validated in _store, as the rows stream out
-            return self.db.pool.do(self._store, reports, False)
-        try:
-            _validateAll(reports)
-        except InvalidInputError as error:
-            return defer.fail(error)
-        return self.db.pool.do(self._store, reports, True)
+        return self.db.pool.do(self._store, list(reports))
 
-    def _store(self, conn: sa.Connection, reports: list[dict[str, Any]], validated: bool
-               ) -> list[int]:
+    def _store(self, conn: sa.Connection, reports: list[dict[str, Any]]) -> list[int]:
         """Write ``reports``; the ids in input order.
 
-        Unless ``validated``, each report is validated just before its row is sent, so that on
+        Each report is validated just before its row is sent (see ``_ReportRows``), so that on
         PostgreSQL the checks run while the server is busy with the rows sent before. Any
-        failure then first validates the whole batch in order: a bad report is always reported
-        as the InvalidInputError of the first bad one (and never leads to a partition being
+        failure first validates the whole batch in order: a bad report is always reported as
+        the InvalidInputError of the first bad one (and never leads to a partition being
         created), and the transaction rolls back, so nothing is stored.
         """
         try:
-            return self._write(conn, reports, validated)
+            return self._write(conn, reports)
         except Exception:
-            if not validated:
-                _validateAll(reports)
+            _validateAll(reports)
             raise
 
-    def _write(self, conn: sa.Connection, reports: list[dict[str, Any]], validated: bool
-               ) -> list[int]:
+    def _write(self, conn: sa.Connection, reports: list[dict[str, Any]]) -> list[int]:
         """Every new report's id is drawn from the sequence up front, in one round trip. Then,
         optimistically, all rows are appended (COPY on PostgreSQL) inside a savepoint; only if a
         uuid is already stored does the savepoint roll back and the careful path run, which
-        skips stored uuids (``ON CONFLICT DO NOTHING``) and looks up their ids."""
-        strategy = self.db.strategy
+        skips stored uuids (``ON CONFLICT DO NOTHING``) and looks up their ids. Small batches
+        go the careful way at once (a savepoint costs two round trips)."""
+        backend = self.db.backend
         weeks: dict[datetime.datetime, dict[str, tuple[int, dict]]] = {}
         placed: list[tuple[datetime.datetime, str]] = []
-        repeated = []
         for index, report in enumerate(reports):
             monday = _monday(report["date_processed"])
             uuid = report["uuid"]
-            members = weeks.get(monday)
-            if members is None:
-                members = weeks[monday] = {}
+            members = weeks.setdefault(monday, {})
             if uuid in members:  # a uuid repeated within the batch is one report
-                repeated.append(index)
+                validateReport(report, index)  # never written, so never checked on the way
             else:
                 members[uuid] = (index, report)
             placed.append((monday, uuid))
-        if not validated:
-            for index in repeated:  # never written, so never validated on the way out
-                validateReport(reports[index], index)
         count = sum(map(len, weeks.values()))
-        reserved = iter(strategy.reserveIds(conn, "reports", count))
+        reserved = iter(backend.reserveIds(conn, "reports", count))
         assigned = {monday: dict(zip(members, reserved)) for monday, members in weeks.items()}
         stored = None
         if count >= BULK_MIN_ROWS:
@@ -311,38 +293,35 @@ class ReportsConnectorComponent(DBConnectorComponent):
                 self._race_hook(conn)
             try:
                 with conn.begin_nested():
-                    self._appendAll(conn, weeks, assigned, validated)
+                    self._appendAll(conn, weeks, assigned)
                 stored = assigned
             except sa.exc.DBAPIError as error:
-                if not strategy.isUniqueViolation(error):
+                if not backend.isUniqueViolation(error):
                     raise
         if stored is None:
-            if not validated:
-                _validateAll(reports)
             stored = self._insertNew(conn, weeks, assigned)
         return [stored[monday][uuid] for monday, uuid in placed]
 
-    def _appendAll(self, conn: sa.Connection, weeks: dict, assigned: dict, validated: bool
-                   ) -> None:
+    def _appendAll(self, conn: sa.Connection, weeks: dict, assigned: dict) -> None:
         """The fast path: every report is new (else a unique violation is raised)."""
-        rows = {monday: _ReportRows(members, assigned[monday], validated)
+        rows = {monday: _ReportRows(members, assigned[monday])
                 for monday, members in weeks.items()}
-        with _inBatch(self.db.strategy, weeks):
-            self.db.strategy.bulkInsertWeeks(conn, "reports", REPORT_FIELDS, rows)
+        with _inBatch(self.db.backend, weeks):
+            bulkInsertWeeks(conn, self.db.backend, "reports", REPORT_FIELDS, rows)
         self._storeChildren(conn, {monday: week.parents for monday, week in rows.items()})
 
     def _insertNew(self, conn: sa.Connection, weeks: dict, assigned: dict) -> dict:
         """The careful path: stored uuids are skipped and their ids looked up; the new
         reports' children are written."""
-        strategy = self.db.strategy
+        backend = self.db.backend
         stored: dict[datetime.datetime, dict[str, int]] = {}
         added: dict[datetime.datetime, list[tuple[int, dict]]] = {}
         for monday, members in weeks.items():
             ids = assigned[monday]
-            child = childTable("reports", monday, strategy.name)
-            rows = _ReportRows(members, ids, True)
-            with _inBatch(strategy, weeks):
-                inserted = strategy.insertNew(conn, child, REPORT_FIELDS, rows, "uuid")
+            child = childTable("reports", monday, backend)
+            rows = _ReportRows(members, ids)
+            with _inBatch(backend, weeks):
+                inserted = backend.insertNew(conn, child, REPORT_FIELDS, rows, "uuid")
             known = self._idsByUuid(conn, child, [u for u in members if u not in inserted])
             stored[monday] = {uuid: ids[uuid] if uuid in inserted else known[uuid]
                               for uuid in members}
@@ -363,14 +342,14 @@ class ReportsConnectorComponent(DBConnectorComponent):
         self, conn: sa.Connection, added: dict[datetime.datetime, list[tuple[int, dict]]]
     ) -> None:
         """The extensions and plugins of newly added ``(id, report)`` pairs (by week)."""
-        strategy = self.db.strategy
+        backend = self.db.backend
         wanted = {
             (plugin["filename"], plugin["name"])
             for reports in added.values()
             for _, report in reports
             for plugin in report.get("plugins") or ()
         }
-        pluginIdsByKey = pluginIds(conn, strategy, wanted) if wanted else {}
+        pluginIdsByKey = pluginIds(conn, backend, wanted) if wanted else {}
         plugins = {
             monday: [
                 (report_id, pluginIdsByKey[(plugin["filename"], plugin["name"])],
@@ -380,31 +359,29 @@ class ReportsConnectorComponent(DBConnectorComponent):
             ]
             for monday, reports in added.items()
         }
-        with _inBatch(strategy, added):
-            strategy.bulkInsertWeeks(conn, "extensions", EXTENSION_FIELDS, {
+        with _inBatch(backend, added):
+            bulkInsertWeeks(conn, backend, "extensions", EXTENSION_FIELDS, {
                 monday: _ExtensionRows(reports) for monday, reports in added.items()})
             if wanted:
-                strategy.bulkInsertWeeks(conn, "plugins_reports", PLUGIN_FIELDS, plugins)
+                bulkInsertWeeks(conn, backend, "plugins_reports", PLUGIN_FIELDS, plugins)
 
+    @validatesInput
     def getReport(
         self, uuid: str, date_processed: datetime.datetime | None = None
     ) -> defer.Deferred:
         """Deferred of the reportdict for ``uuid``, or None. With ``date_processed`` only that
         week's partition is read; without it every week is searched and, since uniqueness is
         per week, the most recently processed report with that uuid is returned."""
-        try:
-            start, end = uuidLookup(uuid, date_processed)
-        except InvalidInputError as error:
-            return defer.fail(error)
+        start, end = uuidLookup(uuid, date_processed)
 
         def thd(conn: sa.Connection) -> dict | None:
-            row = latestByUuid(conn, self.db.strategy, "reports", uuid, start, end)
+            row = latestByUuid(conn, self.db.backend, "reports", uuid, start, end)
             return None if row is None else dict(row._mapping)
 
         return self.db.pool.do(thd)
 
     def _filtered(self, conn: sa.Connection, product, version, signature, start, end):
-        source = self.db.strategy.readable(conn, "reports", start, end)
+        source = self.readable(conn, "reports", start, end)
         conditions = []
         for column, value in (("product", product), ("version", version),
                               ("signature", signature)):
@@ -416,6 +393,7 @@ class ReportsConnectorComponent(DBConnectorComponent):
             conditions.append(source.c.date_processed < end)
         return source, conditions
 
+    @validatesInput
     def getReports(
         self,
         product: str | None = None,
@@ -428,10 +406,7 @@ class ReportsConnectorComponent(DBConnectorComponent):
     ) -> defer.Deferred:
         """Deferred of the matching reportdicts ordered by (date_processed, id); ``start``
         inclusive, ``end`` exclusive; only the overlapping partitions are read."""
-        try:
-            validateFilters(product, version, signature, start, end, limit, offset)
-        except InvalidInputError as error:
-            return defer.fail(error)
+        validateFilters(product, version, signature, start, end, limit, offset)
 
         def thd(conn: sa.Connection) -> list[dict]:
             source, conditions = self._filtered(conn, product, version, signature, start, end)
@@ -446,6 +421,7 @@ class ReportsConnectorComponent(DBConnectorComponent):
 
         return self.db.pool.do(thd)
 
+    @validatesInput
     def countReports(
         self,
         product: str | None = None,
@@ -455,10 +431,7 @@ class ReportsConnectorComponent(DBConnectorComponent):
         end: datetime.datetime | None = None,
     ) -> defer.Deferred:
         """Deferred of the number of reports matching the same filters as getReports."""
-        try:
-            validateFilters(product, version, signature, start, end)
-        except InvalidInputError as error:
-            return defer.fail(error)
+        validateFilters(product, version, signature, start, end)
 
         def thd(conn: sa.Connection) -> int:
             source, conditions = self._filtered(conn, product, version, signature, start, end)

@@ -15,7 +15,7 @@ from twisted.internet import defer
 
 from crashdb.base import DBConnectorComponent
 from crashdb.exceptions import InvalidInputError
-from crashdb.validation import requireString
+from crashdb.validation import requireDay, requireString, validatesInput
 
 UTC = datetime.UTC
 DAY = datetime.timedelta(days=1)
@@ -26,12 +26,6 @@ OS_COUNTS = {"win_count": "Windows NT", "mac_count": "Mac OS X", "lin_count": "L
 STARTUP_SECONDS = 60  # a crash within this uptime is a startup crash
 
 COUNT_COLUMNS = ("count", "win_count", "mac_count", "lin_count", "hang_count", "startup_count")
-
-
-def requireDay(value: Any, field: str) -> None:
-    """InvalidInputError unless ``value`` is a ``datetime.date`` (a datetime is not a day)."""
-    if isinstance(value, datetime.datetime) or not isinstance(value, datetime.date):
-        raise InvalidInputError(f"expected a date, got {type(value).__name__}", field=field)
 
 
 def dayStart(day: datetime.date) -> datetime.datetime:
@@ -51,6 +45,7 @@ class TcbsConnectorComponent(DBConnectorComponent):
     the rollup answers names a product.
     """
 
+    @validatesInput
     def updateTcbs(self, day: datetime.date) -> defer.Deferred:
         """Recompute the rollup of one UTC day from ``reports``; Deferred of the rows written.
 
@@ -58,16 +53,13 @@ class TcbsConnectorComponent(DBConnectorComponent):
         BY``), reading only the partition that holds the day, so re-running it gives the same
         table and a reader never sees a half-written day.
         """
-        try:
-            requireDay(day, "day")
-        except InvalidInputError as error:
-            return defer.fail(error)
+        requireDay(day, "day")
         start = dayStart(day)
         end = start + DAY
         tcbs = self.db.model.tcbs
 
         def thd(conn: sa.Connection) -> int:
-            reports = self.db.strategy.readable(conn, "reports", start, end)
+            reports = self.readable(conn, "reports", start, end)
             r = reports.c
             version = sa.func.coalesce(r.version, "")
             signature = sa.func.coalesce(r.signature, "")
@@ -89,7 +81,7 @@ class TcbsConnectorComponent(DBConnectorComponent):
                 .group_by(r.product, version, signature)
             )
             conn.execute(sa.delete(tcbs).where(tcbs.c.day == day))
-            insert = self.db.strategy.insert(tcbs).from_select(
+            insert = self.db.backend.insert(tcbs).from_select(
                 ["day", "product", "version", "signature", *COUNT_COLUMNS], groups
             )
             # a concurrent run of the same day may have inserted after our DELETE: take ours
@@ -101,6 +93,7 @@ class TcbsConnectorComponent(DBConnectorComponent):
 
         return self.db.pool.do(thd)
 
+    @validatesInput
     def getTopCrashers(
         self,
         product: str,
@@ -116,22 +109,19 @@ class TcbsConnectorComponent(DBConnectorComponent):
         signature. ``end_day`` defaults to tomorrow (UTC), ``start_day`` to a week before it;
         ``previous_rank`` is the rank in the period of equal length just before, or None.
         """
-        try:
-            requireString(product, "product", self.db.model.tcbs.c.product.type.length)
-            if version is not None:
-                requireString(version, "version", self.db.model.tcbs.c.version.type.length)
-            if end_day is None:
-                end_day = datetime.datetime.now(UTC).date() + DAY
-            requireDay(end_day, "end_day")
-            if start_day is None:
-                start_day = end_day - DEFAULT_PERIOD
-            requireDay(start_day, "start_day")
-            if start_day >= end_day:
-                raise InvalidInputError("must be before end_day", field="start_day")
-            if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-                raise InvalidInputError("must be a positive integer", field="limit")
-        except InvalidInputError as error:
-            return defer.fail(error)
+        requireString(product, "product", self.db.model.tcbs.c.product)
+        if version is not None:
+            requireString(version, "version", self.db.model.tcbs.c.version)
+        if end_day is None:
+            end_day = datetime.datetime.now(UTC).date() + DAY
+        requireDay(end_day, "end_day")
+        if start_day is None:
+            start_day = end_day - DEFAULT_PERIOD
+        requireDay(start_day, "start_day")
+        if start_day >= end_day:
+            raise InvalidInputError("must be before end_day", field="start_day")
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise InvalidInputError("must be a positive integer", field="limit")
         previous_start = start_day - (end_day - start_day)
         tcbs = self.db.model.tcbs
 
@@ -141,7 +131,7 @@ class TcbsConnectorComponent(DBConnectorComponent):
             if version is not None:
                 where.append(tcbs.c.version == version)
             total = sa.func.sum(tcbs.c.count)
-            bySignature = self.db.strategy.codePointOrder(tcbs.c.signature)
+            bySignature = self.db.backend.codePointOrder(tcbs.c.signature)
             return (
                 sa.select(
                     tcbs.c.signature,

@@ -1,40 +1,89 @@
-"""Checking caller input against the model before anything is written.
+"""Checking caller input before anything is written or read.
 
-Each column's check is derived from its type in the model (length, NUL characters, integer
-range, booleans, aware datetimes), so a new column is validated without new code. SQLite
-enforces none of this, PostgreSQL only part of it; crashdb checks everywhere, identically.
+Each column's check is derived from its kind in the model (:func:`columnKind`: length, NUL
+characters, integer range, booleans, aware datetimes), so a new column is validated without new
+code. SQLite enforces none of this, PostgreSQL only part of it; crashdb checks everywhere,
+identically. The ``require*`` functions check one argument; :func:`validatesInput` turns the
+InvalidInputError they raise into the failed Deferred that a component method returns.
 """
 
 from __future__ import annotations
 
 import datetime
+import enum
+import functools
 import json
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, ParamSpec
 
 import sqlalchemy as sa
+from twisted.internet import defer
 
 from crashdb.exceptions import InvalidInputError
 
 INT32 = (-(2**31), 2**31 - 1)
 
 Check = Callable[[Any], str | None]  # returns an error message, or None when the value is fine
+P = ParamSpec("P")
 
 
-def _stringCheck(length: int | None) -> Check:
-    def check(value: Any) -> str | None:
-        if type(value) is not str:
-            return f"expected a string, got {type(value).__name__}"
-        if length is not None and len(value) > length:
-            return f"longer than {length} characters ({len(value)})"
-        if "\x00" in value:
-            return "contains a NUL character"
-        return None
+class ColumnKind(enum.Enum):
+    """What a column holds, as far as checking and bulk formatting are concerned."""
 
-    return check
+    JSON = "json"
+    STRING = "string"  # text of a bounded length
+    TEXT = "text"
+    BOOLEAN = "boolean"
+    INTEGER = "integer"
+    DATETIME = "datetime"
+    DATE = "date"
 
 
-def _integerCheck(value: Any) -> str | None:
+def baseType(column: sa.Column) -> sa.types.TypeEngine:
+    """The column's type, seen through a TypeDecorator (UTCDateTime is a DateTime)."""
+    kind = column.type
+    return kind.impl_instance if isinstance(kind, sa.types.TypeDecorator) else kind
+
+
+def columnLength(column: sa.Column) -> int | None:
+    """The length limit of a string column, or None (Text, or not a string)."""
+    return getattr(baseType(column), "length", None)
+
+
+def columnKind(column: sa.Column) -> ColumnKind:
+    """The kind of ``column``: the one place that reads the model's column types."""
+    kind = baseType(column)
+    if isinstance(kind, sa.JSON):
+        return ColumnKind.JSON
+    if isinstance(kind, sa.String):  # Text too
+        return ColumnKind.TEXT if kind.length is None else ColumnKind.STRING
+    if isinstance(kind, sa.Boolean):
+        return ColumnKind.BOOLEAN
+    if isinstance(kind, sa.Integer):
+        return ColumnKind.INTEGER
+    if isinstance(kind, sa.DateTime):
+        return ColumnKind.DATETIME
+    if isinstance(kind, sa.Date):
+        return ColumnKind.DATE
+    raise TypeError(f"no kind for column {column} of type {column.type!r}")
+
+
+# -- why a value does not fit ---------------------------------------------------------------------
+
+
+def stringProblem(value: Any, length: int | None = None) -> str | None:
+    """Why ``value`` is not a string fit for a column of ``length``, or None."""
+    if type(value) is not str:
+        return f"expected a string, got {type(value).__name__}"
+    if length is not None and len(value) > length:
+        return f"longer than {length} characters ({len(value)})"
+    if "\x00" in value:
+        return "contains a NUL character"
+    return None
+
+
+def integerProblem(value: Any) -> str | None:
+    """Why ``value`` is not an integer fit for an integer column, or None."""
     if type(value) is not int:
         return f"expected an integer, got {type(value).__name__}"
     if not INT32[0] <= value <= INT32[1]:
@@ -42,7 +91,8 @@ def _integerCheck(value: Any) -> str | None:
     return None
 
 
-def _booleanCheck(value: Any) -> str | None:
+def booleanProblem(value: Any) -> str | None:
+    """Why ``value`` is not a bool (0 and 1 are not), or None."""
     if type(value) is not bool:
         return f"expected a boolean, got {type(value).__name__}"
     return None
@@ -57,7 +107,8 @@ def datetimeProblem(value: Any) -> str | None:
     return None
 
 
-def _dateCheck(value: Any) -> str | None:
+def dateProblem(value: Any) -> str | None:
+    """Why ``value`` is not a ``datetime.date`` (a datetime is not a day), or None."""
     if isinstance(value, datetime.datetime) or not isinstance(value, datetime.date):
         return f"expected a date, got {type(value).__name__}"
     return None
@@ -77,34 +128,24 @@ def jsonProblem(value: Any) -> str | None:
     return None
 
 
-def _jsonCheck(value: Any) -> str | None:
+def _jsonObjectProblem(value: Any) -> str | None:
     if not isinstance(value, dict):
         return f"expected a JSON object (dict), got {type(value).__name__}"
     return jsonProblem(value)
 
 
-def baseType(column: sa.Column) -> sa.types.TypeEngine:
-    """The column's type, seen through a TypeDecorator (UTCDateTime is a DateTime)."""
-    kind = column.type
-    return kind.impl_instance if isinstance(kind, sa.types.TypeDecorator) else kind
-
-
 def columnCheck(column: sa.Column) -> Check:
-    """The check for one column, from its type."""
-    kind = baseType(column)
-    if isinstance(kind, sa.JSON):
-        return _jsonCheck
-    if isinstance(kind, sa.String):  # Text too
-        return _stringCheck(kind.length)
-    if isinstance(kind, sa.Boolean):
-        return _booleanCheck
-    if isinstance(kind, sa.Integer):
-        return _integerCheck
-    if isinstance(kind, sa.DateTime):
-        return datetimeProblem
-    if isinstance(kind, sa.Date):
-        return _dateCheck
-    raise TypeError(f"no check for column {column} of type {column.type!r}")
+    """The check for one column, from its kind."""
+    kind = columnKind(column)
+    if kind in (ColumnKind.STRING, ColumnKind.TEXT):
+        return functools.partial(stringProblem, length=columnLength(column))
+    return {
+        ColumnKind.JSON: _jsonObjectProblem,
+        ColumnKind.BOOLEAN: booleanProblem,
+        ColumnKind.INTEGER: integerProblem,
+        ColumnKind.DATETIME: datetimeProblem,
+        ColumnKind.DATE: dateProblem,
+    }[kind]
 
 
 class RowValidator:
@@ -146,32 +187,59 @@ class RowValidator:
                 if problem is not None:
                     raise InvalidInputError(problem, field=name, index=index)
 
-    def validateAll(self, rows: Any) -> None:
-        """Validate a batch; the error names the first bad row's ``index``."""
-        if not isinstance(rows, list | tuple):
-            raise InvalidInputError(f"expected a list, got {type(rows).__name__}")
-        for index, row in enumerate(rows):
-            self.validate(row, index)
+
+# -- one argument at a time -----------------------------------------------------------------------
+
+
+def _require(problem: str | None, field: str) -> None:
+    if problem is not None:
+        raise InvalidInputError(problem, field=field)
+
+
+def requireString(value: Any, field: str, length: int | sa.Column | None = None) -> None:
+    """InvalidInputError unless ``value`` is a string of at most ``length`` characters (or
+    fit for the column ``length``)."""
+    if isinstance(length, sa.Column):
+        length = columnLength(length)
+    _require(stringProblem(value, length), field)
+
+
+def requireInteger(value: Any, field: str, minimum: int | None = None) -> None:
+    """InvalidInputError unless ``value`` is an integer fit for an integer column (and at least
+    ``minimum``)."""
+    _require(integerProblem(value), field)
+    if minimum is not None and value < minimum:
+        raise InvalidInputError(f"must be at least {minimum}", field=field)
+
+
+def requireBoolean(value: Any, field: str) -> None:
+    """InvalidInputError unless ``value`` is a bool."""
+    _require(booleanProblem(value), field)
 
 
 def requireDatetime(value: Any, field: str, optional: bool = False) -> None:
     """InvalidInputError unless ``value`` is an aware datetime (or None when ``optional``)."""
     if value is None and optional:
         return
-    problem = datetimeProblem(value)
-    if problem is not None:
-        raise InvalidInputError(problem, field=field)
+    _require(datetimeProblem(value), field)
 
 
-def requireString(value: Any, field: str, length: int | None = None) -> None:
-    """InvalidInputError unless ``value`` is a string fit for a column of ``length``."""
-    problem = _stringCheck(length)(value)
-    if problem is not None:
-        raise InvalidInputError(problem, field=field)
+def requireDay(value: Any, field: str, optional: bool = False) -> None:
+    """InvalidInputError unless ``value`` is a ``datetime.date`` (or None when ``optional``)."""
+    if value is None and optional:
+        return
+    _require(dateProblem(value), field)
 
 
-def requireInteger(value: Any, field: str) -> None:
-    """InvalidInputError unless ``value`` is an integer fit for an integer column."""
-    problem = _integerCheck(value)
-    if problem is not None:
-        raise InvalidInputError(problem, field=field)
+def validatesInput(method: Callable[P, defer.Deferred]) -> Callable[P, defer.Deferred]:
+    """A component method that checks its arguments by raising InvalidInputError returns a
+    failed Deferred instead: every public method reports bad input the same way."""
+
+    @functools.wraps(method)
+    def wrapper(*args: P.args, **kw: P.kwargs) -> defer.Deferred:
+        try:
+            return method(*args, **kw)
+        except InvalidInputError as error:
+            return defer.fail(error)
+
+    return wrapper

@@ -17,10 +17,10 @@ from twisted.internet import defer
 from crashdb import model
 from crashdb.base import DBConnectorComponent
 from crashdb.exceptions import InvalidInputError
-from crashdb.validation import requireString
+from crashdb.validation import columnLength, requireString, validatesInput
 
-PRODUCT_LENGTH = model.product_versions.c.product.type.length
-VERSION_LENGTH = model.product_versions.c.version.type.length
+PRODUCT_LENGTH = columnLength(model.product_versions.c.product)
+VERSION_LENGTH = columnLength(model.product_versions.c.version)
 MAP_COLUMNS = ("product", "alias", "version")
 
 
@@ -70,27 +70,23 @@ def _mapRow(row: Any, index: int | None) -> tuple[str, str, str]:
 class VersionsConnectorComponent(DBConnectorComponent):
     """Canonical product versions and the fuzzy strings that map to them."""
 
+    @validatesInput
     def addProductVersion(self, product: str, version: str) -> defer.Deferred:
         """Find or create the canonical ``version`` of ``product`` (stripped); Deferred of its
         id. Race-safe."""
-        try:
-            _checkProduct(product)
-            version = _checkVersion(version, "version", VERSION_LENGTH)
-        except InvalidInputError as error:
-            return defer.fail(error)
+        _checkProduct(product)
+        version = _checkVersion(version, "version", VERSION_LENGTH)
 
         def thd(conn: sa.Connection) -> int:
             return self._versionId(conn, product, version)
 
         return self.db.pool.do(thd)
 
+    @validatesInput
     def addVersionAlias(self, product: str, alias: str, version: str) -> defer.Deferred:
         """Map ``alias`` of ``product`` to the canonical ``version`` (created if missing);
         Deferred of the version's id. Re-mapping an alias replaces its old target."""
-        try:
-            product, alias, version = _mapRow((product, alias, version), None)
-        except InvalidInputError as error:
-            return defer.fail(error)
+        product, alias, version = _mapRow((product, alias, version), None)
 
         def thd(conn: sa.Connection) -> int:
             return self._addAlias(conn, product, alias, version)
@@ -124,27 +120,25 @@ class VersionsConnectorComponent(DBConnectorComponent):
 
         return self.db.pool.do(thd)
 
+    @validatesInput
     def loadVersionMap(self, rows: Iterable[Any]) -> defer.Deferred:
         """Load ``product,alias,version`` rows (dicts, or 3-sequences as from ``csv.reader``;
         a header row and blank rows are skipped) in one transaction; Deferred of the number of
         rows loaded. All or nothing: a bad row raises InvalidInputError naming its ``index``."""
         entries: list[tuple[int, str, str, str]] = []
         seen: dict[tuple[str, str], str] = {}
-        try:
-            for index, row in enumerate(rows):
-                if not row or (index == 0 and _isHeader(row)):
-                    continue
-                product, alias, version = _mapRow(row, index)
-                earlier = seen.setdefault((product, alias), version)
-                if earlier != version:
-                    raise InvalidInputError(
-                        f"maps {alias!r} to {version!r}, an earlier row to {earlier!r}",
-                        field="alias",
-                        index=index,
-                    )
-                entries.append((index, product, alias, version))
-        except InvalidInputError as error:
-            return defer.fail(error)
+        for index, row in enumerate(rows):
+            if not row or (index == 0 and _isHeader(row)):
+                continue
+            product, alias, version = _mapRow(row, index)
+            earlier = seen.setdefault((product, alias), version)
+            if earlier != version:
+                raise InvalidInputError(
+                    f"maps {alias!r} to {version!r}, an earlier row to {earlier!r}",
+                    field="alias",
+                    index=index,
+                )
+            entries.append((index, product, alias, version))
 
         def thd(conn: sa.Connection) -> int:
             for index, product, alias, version in entries:
@@ -209,7 +203,7 @@ class VersionsConnectorComponent(DBConnectorComponent):
                 field="alias",
                 index=index,
             )
-        insert = self.db.strategy.insert(aliases).values(
+        insert = self.db.backend.insert(aliases).values(
             product=product, alias=alias, version_id=version_id
         )
         conn.execute(

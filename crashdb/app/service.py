@@ -72,7 +72,7 @@ class ProcessorService(service.Service):
         if clock is None:
             from twisted.internet import reactor as clock
         self.db = db
-        self.name = name
+        self.setName(name)
         self.process = process
         self.batchSize = batchSize
         self.concurrency = concurrency
@@ -186,6 +186,7 @@ class ProcessorService(service.Service):
     # -- heartbeat ---------------------------------------------------------------------------
 
     def _beat(self) -> defer.Deferred:
+        assert self.processorid is not None  # the heartbeat starts once registered
         d = self.db.processors.setProcessorState(self.processorid, True)
 
         def checked(changed: bool) -> None:
@@ -306,6 +307,7 @@ class ProcessorService(service.Service):
 
     @defer.inlineCallbacks
     def _complete(self, jobids: list[int], success: bool, message: str | None):
+        assert self.processorid is not None  # jobs are claimed once registered
         try:
             yield self.db.jobs.completeJobs(jobids, self.processorid, success, message)
         except NotClaimedError:

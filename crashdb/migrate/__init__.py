@@ -40,9 +40,9 @@ def currentVersion(conn: sa.Connection) -> str | None:
     return MigrationContext.configure(conn).get_current_revision()
 
 
-def upgrade(conn: sa.Connection, strategy, target: str = "head") -> tuple[str | None, str | None]:
+def upgrade(conn: sa.Connection, backend, target: str = "head") -> tuple[str | None, str | None]:
     """Upgrade to ``target`` inside the caller's transaction; (version before, version after)."""
-    strategy.lockForUpgrade(conn)
+    backend.lockForUpgrade(conn)
     before = currentVersion(conn)
     command.upgrade(alembicConfig(conn), target)
     return before, currentVersion(conn)

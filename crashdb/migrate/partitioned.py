@@ -10,15 +10,14 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from crashdb.dialects import STRATEGIES
-from crashdb.partitions import partitionName
+from crashdb.backends import backendFor
+from crashdb.partitions import listChildren, partitionName
 
 
 def existingChildren(conn: sa.Connection, parent: str) -> list[str]:
     """Names of ``parent``'s existing weekly children."""
-    strategy = STRATEGIES[conn.dialect.name](conn.engine)
-    return sorted(partitionName(p, monday) for p, monday in strategy.listChildren(conn)
-                  if p == parent)
+    return sorted(partitionName(p, monday)
+                  for p, monday in listChildren(conn, backendFor(conn.engine)) if p == parent)
 
 
 def addChildIndex(parent: str, suffix: str, columns: list[str], unique: bool = False) -> list[str]:
@@ -40,7 +39,7 @@ def addPartitionedColumn(parent: str, column: sa.Column) -> None:
     parent; SQLite's children are separate tables). Add it to the model's parent too."""
     conn = op.get_bind()
     op.add_column(parent, column)
-    if conn.dialect.name == "sqlite":
+    if not backendFor(conn.engine).routesPartitions:
         for child in existingChildren(conn, parent):
             op.add_column(child, column._copy())
 

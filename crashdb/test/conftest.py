@@ -52,7 +52,7 @@ def _connector(backend: str, tmp_path):
             url = f"sqlite:///{tmp_path / 'crashdb.sqlite'}"
             upgradeUrl(url)
         connector = TestDBConnector(url)
-    connector.backend = backend
+    connector.kind = backend  # "fake", "sqlite" or "postgresql", for tests that differ
     yield connector
     pytest_twisted.blockon(connector.stop())
     if backend == "postgresql":

@@ -169,7 +169,7 @@ def test_four_processes_drain_the_queue_without_claiming_a_job_twice(dbUrl):
 def test_jobs_of_a_processor_killed_mid_batch_are_finished_after_expiry(dbUrl):
     engine = sa.create_engine(dbUrl)
     db = DBConnector(dbUrl)
-    db.pool = SynchronousDBPool(db.engine, db.strategy)
+    db.pool = SynchronousDBPool(db.engine, db.backend)
     victim = None
     try:
         queueJobs(engine, 60)

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from crashdb import migrate
+from crashdb import migrate, partitions
 
 
 def crashdb(*args: str, env: dict | None = None, cwd=None) -> subprocess.CompletedProcess:
@@ -88,13 +88,13 @@ def test_partitions_create_list_and_drop(dbUrl):
 def test_partitions_drop_keeps_the_newest_weeks(dbUrl):
     import datetime
 
-    from crashdb.dialects import createEngine
+    from crashdb.backends import createEngine
     from crashdb.partitions import WEEK, weekStart
 
-    engine, strategy, _ = createEngine(dbUrl)
+    engine, backend, _ = createEngine(dbUrl)
     current = weekStart(datetime.datetime.now(datetime.UTC))
     for back in range(5):
-        strategy.createWeek(engine, current - back * WEEK)
+        partitions.createWeek(engine, backend, current - back * WEEK)
     engine.dispose()
     dry = crashdb("partitions", "drop", "--keep-weeks", "2", "--dry-run", "--db", dbUrl)
     assert "12 partitions would be dropped" in dry.stdout

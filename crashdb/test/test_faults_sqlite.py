@@ -12,7 +12,7 @@ import pytest
 import pytest_twisted
 import sqlalchemy as sa
 
-from crashdb import dialects
+from crashdb.backends import sqlite as sqliteBackend
 from crashdb.connector import DBConnector
 from crashdb.exceptions import DatabaseUnavailableError
 from crashdb.partitions import WEEK, partitionName
@@ -71,7 +71,7 @@ def test_writers_in_several_processes_never_see_the_file_locked(url):
         assert summary["calls"] == CALLS
         assert summary["failures"] == [], summary["failures"][:3]
         # the documented bound: the retry window plus one wait for the lock
-        assert summary["slowest"] < RETRY_WINDOW + dialects.SQLITE_BUSY_TIMEOUT_MS / 1000
+        assert summary["slowest"] < RETRY_WINDOW + sqliteBackend.BUSY_TIMEOUT_MS / 1000
     reports, raw = stored(url)
     expected = {f"p{p}-{n}" for p in range(PROCESSES) for n in range(CALLS)}
     assert set(reports) | set(raw) == expected and not set(reports) & set(raw)
@@ -102,7 +102,7 @@ def holdWriteLock(path: str, seconds: float) -> threading.Thread:
 def test_a_write_lock_held_past_the_bound_fails_clearly_and_briefer_ones_wait(
     url, monkeypatch
 ):
-    monkeypatch.setattr(dialects, "SQLITE_BUSY_TIMEOUT_MS", 300)  # to keep the test short
+    monkeypatch.setattr(sqliteBackend, "BUSY_TIMEOUT_MS", 300)  # to keep the test short
     db = DBConnector(url)
     db.pool.retryWindow = 1.0
     path = sa.make_url(url).database

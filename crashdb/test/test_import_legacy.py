@@ -18,6 +18,7 @@ import pytest_twisted
 import sqlalchemy as sa
 from twisted.internet import defer
 
+from crashdb import partitions
 from crashdb.app.importer import ImportSummary, LegacyImporter, VersionMapper, prepare
 from crashdb.exceptions import InvalidInputError
 from crashdb.partitions import partitionName
@@ -61,13 +62,13 @@ def importProblem(db, problem: ProblemDatabase, batch_size: int = 4, version_map
     return summary, rows[1:]
 
 
-def snapshotThd(strategy):
+def snapshotThd(backend):
     """A thd reading everything an import writes, without crashdb's ids (which differ between
     databases): reports by uuid with their extensions, versions and aliases."""
 
     def thd(conn: sa.Connection) -> dict:
-        reports = strategy.readable(conn, "reports")
-        extensions = strategy.readable(conn, "extensions")
+        reports = partitions.readable(conn, backend, "reports")
+        extensions = partitions.readable(conn, backend, "extensions")
         byId = {}
         for row in conn.execute(sa.select(reports)).mappings():
             values = dict(row)
@@ -92,7 +93,7 @@ def snapshotThd(strategy):
 
 
 def snapshot(db) -> defer.Deferred:
-    return db.pool.do(snapshotThd(db.strategy))
+    return db.pool.do(snapshotThd(db.backend))
 
 
 def byUuid(snap: dict) -> dict[str, list[dict]]:
@@ -484,9 +485,9 @@ def test_killed_import_run_again_equals_one_uninterrupted_run(tmp_path):
         engine = sa.create_engine(f"sqlite:///{path}")
         try:
             with engine.connect() as conn:
-                from crashdb.dialects import SQLiteStrategy
+                from crashdb.backends import SQLiteBackend
 
-                return snapshotThd(SQLiteStrategy(engine))(conn)
+                return snapshotThd(SQLiteBackend(engine))(conn)
         finally:
             engine.dispose()
 

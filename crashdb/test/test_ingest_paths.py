@@ -10,8 +10,10 @@ import pytest_twisted
 import sqlalchemy as sa
 from twisted.internet import defer
 
+from crashdb import partitions
+from crashdb.backends import createEngine
+from crashdb.bulk import bulkInsertWeeks
 from crashdb.connector import DBConnector
-from crashdb.dialects import createEngine
 from crashdb.exceptions import InvalidInputError
 from crashdb.partitions import WEEK, childTable, weekStart
 from crashdb.pool import MAX_REPAIRS
@@ -56,7 +58,7 @@ def full(index, uuid):
 
 def count(db, table="reports"):
     def thd(conn):
-        source = db.strategy.readable(conn, table)
+        source = partitions.readable(conn, db.backend, table)
         return conn.execute(sa.select(sa.func.count()).select_from(source)).scalar_one()
 
     return db.pool.do(thd)
@@ -149,7 +151,7 @@ def test_a_uuid_stored_meanwhile_by_another_writer_is_not_duplicated(db):
     optimistic append fails on it, and the careful path returns the other writer's id."""
     rows = reports(30, extensions=[{"extension_id": "mine@x"}])
     victim = rows[12]
-    child = childTable("reports", weekStart(victim["date_processed"]), db.strategy.name)
+    child = childTable("reports", weekStart(victim["date_processed"]), db.backend)
     for row in rows[0], rows[-1]:  # else the repair's rollback would undo the race
         yield db.partitions.ensureWeek(row["date_processed"])
     theirs = {"id": 10**6, "uuid": victim["uuid"], "date_processed": victim["date_processed"],
@@ -157,7 +159,7 @@ def test_a_uuid_stored_meanwhile_by_another_writer_is_not_duplicated(db):
 
     def race(conn):
         db.reports._race_hook = None
-        if db.strategy.name == "postgresql":  # a transaction of its own, committed first
+        if db.backend.name == "postgresql":  # a transaction of its own, committed first
             other = sa.create_engine(conn.engine.url)
             with other.begin() as otherConn:
                 otherConn.execute(child.insert().values(theirs))
@@ -251,7 +253,7 @@ def test_small_and_big_batches_store_the_same(db):
     yield db.reports.addReports(big)
 
     def raw(conn):
-        child = childTable("reports", weekStart(TUESDAY), db.strategy.name)
+        child = childTable("reports", weekStart(TUESDAY), db.backend)
         rows = conn.exec_driver_sql(f"SELECT * FROM {child.name} ORDER BY uuid").all()
         return {row[3]: row[1:3] + row[4:] for row in rows}  # all but id and uuid
 
@@ -272,9 +274,9 @@ ROW_COLUMNS = ("id", "uuid", "date_processed", "signature")
 
 @pytest.fixture
 def pg(dbUrl):
-    engine, strategy, _ = createEngine(dbUrl)
-    strategy.createWeek(engine, weekStart(TUESDAY))
-    yield engine, strategy, childTable("reports", weekStart(TUESDAY), strategy.name)
+    engine, backend, _ = createEngine(dbUrl)
+    partitions.createWeek(engine, backend, weekStart(TUESDAY))
+    yield engine, backend, childTable("reports", weekStart(TUESDAY), backend)
     engine.dispose()
 
 
@@ -284,29 +286,29 @@ def rowsFor(count, start=0):
 
 @pytest.mark.parametrize("dbUrl", ["postgresql"], indirect=True)
 def test_copy_rows_round_trip_and_survive_a_duplicate_in_a_savepoint(pg):
-    engine, strategy, child = pg
+    engine, backend, child = pg
     with engine.begin() as conn:
-        strategy.copyRows(conn, child, ROW_COLUMNS, rowsFor(50))
+        backend.copyRows(conn, child, ROW_COLUMNS, rowsFor(50))
         with pytest.raises(sa.exc.IntegrityError) as info:
             with conn.begin_nested():
-                strategy.copyRows(conn, child, ROW_COLUMNS, rowsFor(20, start=1000) + rowsFor(1))
-        assert strategy.isUniqueViolation(info.value)
+                backend.copyRows(conn, child, ROW_COLUMNS, rowsFor(20, start=1000) + rowsFor(1))
+        assert backend.isUniqueViolation(info.value)
         got = conn.execute(sa.select(child.c.id, child.c.signature).order_by(child.c.id)).all()
     assert got == [(i, f"sig\t{i}\\") for i in range(50)]
 
 
 @pytest.mark.parametrize("dbUrl", ["postgresql"], indirect=True)
 def test_copy_into_a_missing_child_is_the_missing_table_error(pg):
-    engine, strategy, _ = pg
-    missing = childTable("reports", weekStart(TUESDAY) + 10 * WEEK, strategy.name)
+    engine, backend, _ = pg
+    missing = childTable("reports", weekStart(TUESDAY) + 10 * WEEK, backend)
     with engine.begin() as conn, pytest.raises(sa.exc.DBAPIError) as info:
-        strategy.copyRows(conn, missing, ROW_COLUMNS, rowsFor(20))
-    assert strategy.isMissingTable(info.value)
+        backend.copyRows(conn, missing, ROW_COLUMNS, rowsFor(20))
+    assert backend.isMissingTable(info.value)
 
 
 @pytest.mark.parametrize("dbUrl", ["postgresql"], indirect=True)
 def test_an_error_making_the_rows_aborts_the_copy_and_is_raised_as_is(pg):
-    engine, strategy, child = pg
+    engine, backend, child = pg
 
     def rows():
         yield from rowsFor(5000)
@@ -322,21 +324,21 @@ def test_an_error_making_the_rows_aborts_the_copy_and_is_raised_as_is(pg):
     with engine.connect() as conn:
         with pytest.raises(InvalidInputError) as info:
             with conn.begin():
-                strategy.bulkInsert(conn, child, ROW_COLUMNS, Sized())
+                backend.bulkInsert(conn, child, ROW_COLUMNS, Sized())
         assert info.value.index == 5000
         assert conn.execute(sa.select(sa.func.count()).select_from(child)).scalar_one() == 0
 
 
 @pytest.mark.parametrize("dbUrl", ["postgresql"], indirect=True)
 def test_insert_new_through_staging_skips_stored_keys(pg):
-    engine, strategy, child = pg
+    engine, backend, child = pg
     with engine.begin() as conn:
-        strategy.copyRows(conn, child, ROW_COLUMNS, rowsFor(10))
+        backend.copyRows(conn, child, ROW_COLUMNS, rowsFor(10))
         rows = [(1000 + i, *rest) for i, *rest in rowsFor(40)]  # uuids u0..u39, new ids
-        assert len(rows) >= strategy.COPY_MIN_ROWS
-        inserted = strategy.insertNew(conn, child, ROW_COLUMNS, rows, "uuid")
+        assert len(rows) >= backend.COPY_MIN_ROWS
+        inserted = backend.insertNew(conn, child, ROW_COLUMNS, rows, "uuid")
         assert inserted == {f"u{i}" for i in range(10, 40)}
-        again = strategy.insertNew(conn, child, ROW_COLUMNS, rows[:3], "uuid")  # an INSERT
+        again = backend.insertNew(conn, child, ROW_COLUMNS, rows[:3], "uuid")  # an INSERT
         assert again == set()
         ids = dict(conn.execute(sa.select(child.c.uuid, child.c.id)).all())
         temporary = conn.exec_driver_sql(
@@ -347,24 +349,24 @@ def test_insert_new_through_staging_skips_stored_keys(pg):
 
 @pytest.mark.parametrize("dbUrl", ["postgresql"], indirect=True)
 def test_one_copy_through_the_parent_routes_rows_and_reports_a_missing_week(pg):
-    engine, strategy, child = pg
+    engine, backend, child = pg
     monday = weekStart(TUESDAY)
     nextWeek = [(100 + i, f"n{i}", TUESDAY + WEEK, "next") for i in range(10)]
     with engine.begin() as conn, pytest.raises(sa.exc.DBAPIError) as info:
-        strategy.bulkInsertWeeks(conn, "reports", ROW_COLUMNS,
+        bulkInsertWeeks(conn, backend, "reports", ROW_COLUMNS,
                                  {monday: rowsFor(10), monday + WEEK: nextWeek})
-    assert strategy.isMissingPartition(info.value) and not strategy.isMissingTable(info.value)
-    strategy.createWeek(engine, monday + WEEK)
+    assert backend.isMissingPartition(info.value) and not backend.isMissingTable(info.value)
+    partitions.createWeek(engine, backend, monday + WEEK)
     with engine.begin() as conn:
-        strategy.bulkInsertWeeks(conn, "reports", ROW_COLUMNS,
+        bulkInsertWeeks(conn, backend, "reports", ROW_COLUMNS,
                                  {monday: rowsFor(10), monday + WEEK: nextWeek})
-        later = childTable("reports", monday + WEEK, strategy.name)
+        later = childTable("reports", monday + WEEK, backend)
         counts = [conn.execute(sa.select(sa.func.count()).select_from(t)).scalar_one()
                   for t in (child, later)]
         with pytest.raises(sa.exc.IntegrityError) as info, conn.begin_nested():
             conn.execute(child.insert().values(id=1, uuid="late", date_processed=TUESDAY + WEEK))
     assert counts == [10, 10]
-    assert not strategy.isMissingPartition(info.value)  # a child's own date check
+    assert not backend.isMissingPartition(info.value)  # a child's own date check
 
 
 @pytest.mark.parametrize("dbUrl", ["postgresql"], indirect=True)

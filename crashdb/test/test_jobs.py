@@ -310,7 +310,7 @@ def test_claim_query_scans_the_partial_index(realdb):
     params = {"processorid": 1, "claimed_at": T0, "limit": 10}
 
     def explain(conn):
-        if db.backend == "postgresql":
+        if db.kind == "postgresql":
             conn.exec_driver_sql("ANALYZE jobs")
             prefix = "EXPLAIN "
         else:
@@ -323,7 +323,7 @@ def test_claim_query_scans_the_partial_index(realdb):
 
     plan = yield db.pool.do(explain)
     assert "jobs_unclaimed_idx" in plan, plan
-    if db.backend == "postgresql":
+    if db.kind == "postgresql":
         assert "LockRows" in plan and "Seq Scan" not in plan, plan
 
 

@@ -9,8 +9,8 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
-from crashdb import migrate, model
-from crashdb.dialects import createEngine
+from crashdb import migrate, model, partitions
+from crashdb.backends import createEngine
 from crashdb.partitions import childTable, weekStart
 from crashdb.test.util.db import PostgresUnavailable, postgres, requirePostgres
 from crashdb.test.util.legacy import newEmptyPostgresDatabase
@@ -36,21 +36,21 @@ def emptyUrl(request, tmp_path):
     postgres.dropDatabase(url)
 
 
-def _upgrade(engine, strategy, target: str):
+def _upgrade(engine, backend, target: str):
     with engine.begin() as conn:
-        return migrate.upgrade(conn, strategy, target)
+        return migrate.upgrade(conn, backend, target)
 
 
 def test_upgrade_from_001_keeps_data_and_adds_usable_tables(emptyUrl):
-    engine, strategy, _ = createEngine(emptyUrl)
+    engine, backend, _ = createEngine(emptyUrl)
     try:
-        assert _upgrade(engine, strategy, "001") == (None, "001")
+        assert _upgrade(engine, backend, "001") == (None, "001")
         monday = weekStart(PROCESSED)
-        strategy.createWeek(engine, monday)
+        partitions.createWeek(engine, backend, monday)
         with engine.begin() as conn:
-            report_id = strategy.reserveIds(conn, "reports", 1)[0]
+            report_id = backend.reserveIds(conn, "reports", 1)[0]
             conn.execute(
-                childTable("reports", monday, strategy.name).insert().values(
+                childTable("reports", monday, backend).insert().values(
                     id=report_id, uuid="u-001", date_processed=PROCESSED, product="Firefox",
                     version="4.0b1",
                 )
@@ -59,12 +59,12 @@ def test_upgrade_from_001_keeps_data_and_adds_usable_tables(emptyUrl):
                 model.jobs.insert().values(uuid="u-001", queued_at=PROCESSED)
             )
 
-        before, after = _upgrade(engine, strategy, "head")
+        before, after = _upgrade(engine, backend, "head")
         assert (before, after) == ("001", migrate.headVersion())
         assert int(after) >= 2
 
         with engine.begin() as conn:
-            reports = childTable("reports", monday, strategy.name)
+            reports = childTable("reports", monday, backend)
             kept = conn.execute(sa.select(reports.c.uuid, reports.c.version)).all()
             assert [tuple(row) for row in kept] == [("u-001", "4.0b1")]
             assert conn.execute(sa.select(model.jobs.c.uuid)).scalars().all() == ["u-001"]
@@ -97,17 +97,17 @@ def test_upgrade_from_001_keeps_data_and_adds_usable_tables(emptyUrl):
             )
 
         # running the upgrade again changes nothing
-        assert _upgrade(engine, strategy, "head") == (after, after)
+        assert _upgrade(engine, backend, "head") == (after, after)
     finally:
         engine.dispose()
 
 
 def test_upgraded_tables_match_the_model(emptyUrl):
-    engine, strategy, _ = createEngine(emptyUrl)
+    engine, backend, _ = createEngine(emptyUrl)
     try:
-        _upgrade(engine, strategy, "head")
+        _upgrade(engine, backend, "head")
         metadata = sa.MetaData()
-        for table in model.tables_for_dialect(strategy.name):
+        for table in model.tablesFor(backend.name):
             table.to_metadata(metadata)
         with engine.connect() as conn:
             context = MigrationContext.configure(conn, opts={"compare_type": True})

@@ -11,6 +11,7 @@ import pytest_twisted
 import sqlalchemy as sa
 from twisted.internet import defer
 
+from crashdb import partitions
 from crashdb.partitions import WEEK, weekStart
 
 UTC = datetime.UTC
@@ -74,13 +75,13 @@ def test_several_processes_create_the_same_missing_week(realdb):
 
 @pytest.mark.parametrize("dbUrl", ["postgresql"], indirect=True)
 def test_one_week_query_prunes_to_one_partition_among_many(dbUrl):
-    from crashdb.dialects import createEngine
+    from crashdb.backends import createEngine
 
-    engine, strategy, _ = createEngine(dbUrl)
+    engine, backend, _ = createEngine(dbUrl)
     try:
         first = weekStart(WHEN)
         for n in range(24):
-            strategy.createWeek(engine, first + n * WEEK)
+            partitions.createWeek(engine, backend, first + n * WEEK)
         start = first + 10 * WEEK
         with engine.connect() as conn:
             conn.exec_driver_sql("ANALYZE")
@@ -95,19 +96,19 @@ def test_one_week_query_prunes_to_one_partition_among_many(dbUrl):
 
 
 def test_sqlite_reads_only_overlapping_children(tmp_path):
-    from crashdb.dialects import createEngine
+    from crashdb.backends import createEngine
     from crashdb.test.util.db import upgradeUrl
 
     url = f"sqlite:///{tmp_path / 'many.sqlite'}"
     upgradeUrl(url)
-    engine, strategy, _ = createEngine(url)
+    engine, backend, _ = createEngine(url)
     try:
         first = weekStart(WHEN)
         for n in range(24):
-            strategy.createWeek(engine, first + n * WEEK)
+            partitions.createWeek(engine, backend, first + n * WEEK)
         with engine.connect() as conn:
-            one = strategy.readable(conn, "reports", first + 3 * WEEK, first + 4 * WEEK)
-            two = strategy.readable(conn, "reports", first + 3 * WEEK, first + 4 * WEEK
+            one = partitions.readable(conn, backend, "reports", first + 3 * WEEK, first + 4 * WEEK)
+            two = partitions.readable(conn, backend, "reports", first + 3 * WEEK, first + 4 * WEEK
                                     + datetime.timedelta(seconds=1))
             sql = str(two.compile())
     finally:

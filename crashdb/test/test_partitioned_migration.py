@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import command
 
 from crashdb import migrate, model, partitions
-from crashdb.dialects import createEngine
+from crashdb.backends import createEngine
 from crashdb.test.test_schema import differences
 
 OLD_WEEK = datetime.datetime(2012, 10, 16, tzinfo=datetime.UTC)
@@ -61,16 +61,16 @@ def test_new_index_and_column_reach_old_and_new_children(dbUrl, tmp_path, change
     versions.mkdir()
     (versions / "900_test.py").write_text(
         textwrap.dedent(TEST_MIGRATION.format(head=migrate.headVersion())))
-    engine, strategy, _ = createEngine(dbUrl)
+    engine, backend, _ = createEngine(dbUrl)
     try:
-        strategy.createWeek(engine, OLD_WEEK)  # a child made before the migration
+        partitions.createWeek(engine, backend, OLD_WEEK)  # a child made before the migration
         changeModel()
         with engine.begin() as conn:
             config = migrate.alembicConfig(conn)
             config.set_main_option("version_locations", os.pathsep.join(
                 [os.path.join(migrate.HERE, "versions"), str(versions)]))
             command.upgrade(config, "900")
-        strategy.createWeek(engine, NEW_WEEK)  # a child made afterwards, from the model
+        partitions.createWeek(engine, backend, NEW_WEEK)  # a child made afterwards, from the model
         with engine.connect() as conn:
             inspector = sa.inspect(conn)
             for week in ("20121015", "20121029"):
@@ -78,8 +78,8 @@ def test_new_index_and_column_reach_old_and_new_children(dbUrl, tmp_path, change
                 assert f"reports_{week}_os_key" in names
                 columns = {c["name"] for c in inspector.get_columns(f"raw_crashes_{week}")}
                 assert "source" in columns
-            children = (partitions.weekTables(OLD_WEEK, strategy.name)
-                        + partitions.weekTables(NEW_WEEK, strategy.name))
+            children = (partitions.weekTables(OLD_WEEK, backend)
+                        + partitions.weekTables(NEW_WEEK, backend))
             diff = differences(conn, children)
         assert diff == []
     finally:

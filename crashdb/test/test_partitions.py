@@ -109,7 +109,7 @@ def test_partition_sizes_count_rows(db):
                           ("reports", "extensions", "plugins_reports", "raw_crashes")}
     rows, _ = sizes["reports_20090126"]
     assert rows in (3, None)  # PostgreSQL gives its estimate, None until analysed
-    if db.backend != "postgresql":
+    if db.kind != "postgresql":
         assert rows == 3
 
 

@@ -13,8 +13,8 @@ import pytest_twisted
 import sqlalchemy as sa
 from twisted.internet import defer
 
+from crashdb.backends import SQLiteBackend, createEngine
 from crashdb.connector import DBConnector
-from crashdb.dialects import SQLiteStrategy, createEngine
 from crashdb.exceptions import (
     CommitOutcomeUnknownError,
     CrashDBError,
@@ -33,7 +33,7 @@ def sqliteError(message: str) -> sa.exc.OperationalError:
 
 @pytest.fixture
 def engine(tmp_path):
-    engine, strategy, _ = createEngine(f"sqlite:///{tmp_path / 'pool.sqlite'}")
+    engine, backend, _ = createEngine(f"sqlite:///{tmp_path / 'pool.sqlite'}")
     with engine.begin() as conn:
         conn.exec_driver_sql("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
     yield engine
@@ -49,9 +49,9 @@ def rows(engine) -> list[tuple]:
 def pool(request, engine):
     """Both pools honour the same contract."""
     if request.param == "threaded":
-        pool = DBThreadPool(engine, SQLiteStrategy(engine), 2)
+        pool = DBThreadPool(engine, SQLiteBackend(engine), 2)
     else:
-        pool = SynchronousDBPool(engine, SQLiteStrategy(engine))
+        pool = SynchronousDBPool(engine, SQLiteBackend(engine))
     yield pool
     pytest_twisted.blockon(pool.stop())
 
@@ -141,7 +141,7 @@ def test_a_connection_lost_inside_thd_is_retried(pool, engine):
     assert rows(engine) == [(1, "x")]
 
 
-class LosingStrategy(SQLiteStrategy):
+class LosingStrategy(SQLiteBackend):
     """SQLite standing in for a server: "connection lost" is a disconnect."""
 
     def isConnectionLost(self, error):
@@ -231,7 +231,7 @@ def test_calls_after_stop_fail_cleanly(pool):
     with pytest.raises(CrashDBError, match="stopped"):
         yield pool.do(insert, id=2)
     with pytest.raises(CrashDBError, match="stopped"):
-        yield pool.do_with_engine(lambda engine: None)
+        yield pool.doWithEngine(lambda engine: None)
     yield pool.stop()  # idempotent
 
 
@@ -268,18 +268,18 @@ def test_more_calls_than_threads_and_connections_queue_and_complete(dbUrl):
         yield db.stop()
     assert results == list(range(60)) and thd.done == 60
     # never more at once than threads; SQLite's BEGIN IMMEDIATE lets one writer in at a time
-    assert thd.most == (2 if db.strategy.name == "postgresql" else 1)
+    assert thd.most == (2 if db.backend.name == "postgresql" else 1)
 
 
 @pytest.mark.parametrize("dbUrl", ["postgresql"], indirect=True)
 @pytest_twisted.inlineCallbacks
 def test_threads_outnumbering_the_connection_pool_wait_their_turn(dbUrl):
     """Even an engine whose connection pool is smaller than the thread pool completes all."""
-    engine, strategy, _ = createEngine(dbUrl)
+    engine, backend, _ = createEngine(dbUrl)
     small = sa.create_engine(engine.url, pool_size=1, max_overflow=0, pool_timeout=30,
                              connect_args={"application_name": "crashdb"})
     engine.dispose()
-    pool = DBThreadPool(small, strategy, 4)
+    pool = DBThreadPool(small, backend, 4)
     thd = Concurrency()
     try:
         results = yield defer.gatherResults([pool.do(thd, i) for i in range(30)])
@@ -306,7 +306,7 @@ def test_stop_lets_calls_in_flight_finish_and_leaves_nothing_behind(dbUrl):
         yield late
     assert set(faults.crashdbThreads()) <= others
     assert db.engine.pool.checkedout() == 0
-    if db.strategy.name == "postgresql":
+    if db.backend.name == "postgresql":
         admin = faults.adminEngine(dbUrl)
         database = sa.make_url(dbUrl).database
         try:
@@ -343,7 +343,7 @@ class ThreadedFakeReactor:
 
 def test_reactor_shutdown_stops_the_pool(engine):
     reactor = ThreadedFakeReactor()
-    pool = DBThreadPool(engine, SQLiteStrategy(engine), 2, reactor=reactor)
+    pool = DBThreadPool(engine, SQLiteBackend(engine), 2, reactor=reactor)
     assert reactor.triggers == {}  # threads start with the first call
     done = pool.do(insert)
     reactor.runUntil(done)
@@ -360,7 +360,7 @@ def test_reactor_shutdown_stops_the_pool(engine):
 
 def test_stop_removes_the_shutdown_trigger(engine):
     reactor = ThreadedFakeReactor()
-    pool = DBThreadPool(engine, SQLiteStrategy(engine), 2, reactor=reactor)
+    pool = DBThreadPool(engine, SQLiteBackend(engine), 2, reactor=reactor)
     reactor.runUntil(pool.do(insert))
     assert len(reactor.triggers) == 1
     reactor.runUntil(pool.stop())

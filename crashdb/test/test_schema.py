@@ -11,9 +11,9 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
-from crashdb import migrate, model
+from crashdb import migrate, model, partitions
+from crashdb.backends import createEngine
 from crashdb.connector import DBConnector
-from crashdb.dialects import createEngine
 from crashdb.exceptions import DatabaseNotReadyError
 from crashdb.partitions import parseChildName, weekTables
 
@@ -23,7 +23,7 @@ WEEK_OF = datetime.datetime(2012, 10, 16, tzinfo=datetime.UTC)
 def differences(conn: sa.Connection, extra_tables=()) -> list:
     """What differs between the database and the model (plus ``extra_tables``)."""
     expected = sa.MetaData()
-    for table in model.tables_for_dialect(conn.dialect.name):
+    for table in model.tablesFor(conn.dialect.name):
         table.to_metadata(expected)
     for table in extra_tables:
         if table.name not in expected.tables:
@@ -43,10 +43,10 @@ def differences(conn: sa.Connection, extra_tables=()) -> list:
 
 @pytest.mark.parametrize("dbUrl", ["sqlite", "postgresql"], indirect=True)
 def test_upgraded_database_matches_the_model(dbUrl):
-    engine, strategy, _ = createEngine(dbUrl)
+    engine, backend, _ = createEngine(dbUrl)
     try:
-        strategy.createWeek(engine, WEEK_OF)
-        children = weekTables(WEEK_OF, strategy.name)
+        partitions.createWeek(engine, backend, WEEK_OF)
+        children = weekTables(WEEK_OF, backend)
         with engine.connect() as conn:
             assert differences(conn, children) == []
             found = {name for name in sa.inspect(conn).get_table_names() if parseChildName(name)}
@@ -57,9 +57,9 @@ def test_upgraded_database_matches_the_model(dbUrl):
 
 @pytest.mark.parametrize("dbUrl", ["postgresql"], indirect=True)
 def test_postgres_children_carry_the_seed_names(dbUrl):
-    engine, strategy, _ = createEngine(dbUrl)
+    engine, backend, _ = createEngine(dbUrl)
     try:
-        strategy.createWeek(engine, WEEK_OF)
+        partitions.createWeek(engine, backend, WEEK_OF)
         with engine.connect() as conn:
             indexes = set(conn.exec_driver_sql(
                 "SELECT indexname FROM pg_indexes WHERE tablename = 'reports_20121015'"
@@ -128,10 +128,10 @@ def test_concurrent_upgrades_are_serialized(request, tmp_path, backend):
     results, errors = [], []
 
     def upgrade():
-        engine, strategy, _ = createEngine(url)
+        engine, backend, _ = createEngine(url)
         try:
             with engine.begin() as conn:
-                results.append(migrate.upgrade(conn, strategy))
+                results.append(migrate.upgrade(conn, backend))
         except Exception as error:  # collected and asserted below
             errors.append(error)
         finally:

@@ -328,7 +328,7 @@ def test_concurrent_updates_of_the_same_day_all_succeed(realdb):
 
 @pytest_twisted.inlineCallbacks
 def test_ties_follow_code_point_order_whatever_the_collation(db):
-    if db.backend == "postgresql":  # a linguistic collation would put "a" before "B"
+    if db.kind == "postgresql":  # a linguistic collation would put "a" before "B"
 
         def useIcuCollation(conn):
             if conn.exec_driver_sql(

@@ -135,7 +135,8 @@ class Demo:
         for start in range(0, len(crashes), COLLECTOR_BATCH):
             batch = crashes[start : start + COLLECTOR_BATCH]
             await defer.gatherResults(
-                [semaphore.run(self.db.rawcrashes.addRawCrash, *crash) for crash in batch],
+                [semaphore.run(self.db.rawcrashes.addRawCrash, uuid, received, raw)
+                 for uuid, received, raw in batch],
                 consumeErrors=True,
             )
             await self.db.jobs.addJobs([uuid for uuid, _, _ in batch])

@@ -20,6 +20,10 @@ def _seconds(raw: dict[str, Any], key: str) -> int | None:
         return None
 
 
+def _difference(later: int | None, earlier: int | None) -> int | None:
+    return None if later is None or earlier is None else later - earlier
+
+
 def _clip(value: Any, length: int) -> Any:
     return value[:length] if isinstance(value, str) else value
 
@@ -50,8 +54,8 @@ def reportFromRawCrash(
         "productid": raw.get("ProductID"),
         "signature": _clip(dump.get("signature"), 255),
         "url": _clip(raw.get("URL"), 255),
-        "install_age": None if None in (crash_time, install) else crash_time - install,
-        "uptime": None if None in (crash_time, startup) else crash_time - startup,
+        "install_age": _difference(crash_time, install),
+        "uptime": _difference(crash_time, startup),
         "last_crash": _seconds(raw, "SecondsSinceLastCrash"),
         "cpu_name": _clip(dump.get("cpu_name"), 100),
         "cpu_info": _clip(dump.get("cpu_info"), 100),

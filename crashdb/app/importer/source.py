@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -133,7 +134,9 @@ class LegacySource:
         }
         return LegacyReport(mapping["legacy_key"], values)
 
-    def _attachExtensions(self, conn: sa.Connection, reports: list[LegacyReport], where) -> None:
+    def _attachExtensions(
+        self, conn: sa.Connection, reports: Sequence[LegacyReport], where: Any
+    ) -> None:
         extensions = self.extensions
         assert extensions is not None
         byKey = {report.legacy_id: report for report in reports}

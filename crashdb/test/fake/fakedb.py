@@ -24,11 +24,11 @@ import sqlalchemy as sa
 from twisted.internet import defer
 
 from crashdb import migrate, model
+from crashdb.backends import Backend, SQLiteBackend
 from crashdb.connector import DBConnector
-from crashdb.dialects import SQLiteStrategy
 from crashdb.exceptions import InvalidInputError
 from crashdb.partitions import childTable, executeInWeek, weekStart
-from crashdb.pool import SynchronousDBPool
+from crashdb.pool import Pool, SynchronousDBPool
 from crashdb.validation import RowValidator
 
 DEFAULT_DATE = datetime.datetime(2012, 10, 16, 12, 0, tzinfo=datetime.UTC)
@@ -167,13 +167,13 @@ class TestDataMixin:
     """``insertTestData(rows)`` for any connector: rows go in foreign-key order, straight into
     their week's partition (created on demand), with the id sequences advanced past them."""
 
-    strategy: Any
-    pool: Any
+    backend: Backend
+    pool: Pool
 
     def insertTestData(self, rows: Iterable[Row]) -> defer.Deferred:
         order = _insertionOrder()
         rows = sorted(rows, key=lambda row: order[row.table])
-        strategy = self.strategy
+        backend = self.backend
 
         def thd(conn: sa.Connection) -> dict[int, int]:
             highest: dict[str, int] = {}
@@ -182,17 +182,17 @@ class TestDataMixin:
                 values = dict(row.values)
                 if row.table in model.PARTITIONED_TABLES:
                     if row.table == "reports" and values.get("id") is None:
-                        values["id"] = strategy.reserveIds(conn, "reports", 1)[0]
+                        values["id"] = backend.reserveIds(conn, "reports", 1)[0]
                     monday = weekStart(values["date_processed"])
-                    child = childTable(row.table, monday, strategy.name)
-                    executeInWeek(conn, strategy, monday, child.insert().values(values))
+                    child = childTable(row.table, monday, backend)
+                    executeInWeek(conn, backend, monday, child.insert().values(values))
                 else:
                     conn.execute(model.metadata.tables[row.table].insert().values(values))
                 if isinstance(values.get("id"), int):
                     highest[row.table] = max(highest.get(row.table, 0), values["id"])
                     assigned[position] = values["id"]
             for table, top in highest.items():
-                strategy.advanceIds(conn, table, top)
+                backend.advanceIds(conn, table, top)
             return assigned
 
         def remember(assigned: dict[int, int]) -> None:
@@ -222,13 +222,13 @@ class _Template:
         connection = sqlite3.connect(":memory:", check_same_thread=False)
         engine = _engine(lambda: connection)
         with engine.begin() as conn:
-            migrate.upgrade(conn, SQLiteStrategy(engine))
+            migrate.upgrade(conn, SQLiteBackend(engine))
         return connection
 
 
 def _engine(creator: Callable[[], sqlite3.Connection]) -> sa.Engine:
     engine = sa.create_engine("sqlite://", creator=creator, poolclass=sa.pool.StaticPool)
-    SQLiteStrategy.configureEngine(engine, wal=False)
+    SQLiteBackend.configureEngine(engine, wal=False)
     return engine
 
 
@@ -238,12 +238,9 @@ _template = _Template()
 class FakeDBConnector(TestDataMixin, DBConnector):
     """A ready, in-memory, synchronous crashdb for unit tests: no setup(), no reactor."""
 
-    def __init__(self) -> None:  # deliberately not DBConnector.__init__: no URL, no threads
-        self.db_url = "sqlite://"
-        self.engine = _engine(_template.copy)
-        self.strategy = SQLiteStrategy(self.engine)
-        self.pool = SynchronousDBPool(self.engine, self.strategy)
-        self._addComponents()
+    def __init__(self) -> None:
+        engine = _engine(_template.copy)
+        super().__init__(pool=SynchronousDBPool(engine, SQLiteBackend(engine)))
 
     def setup(self, check_version: bool = True) -> defer.Deferred:
         """Nothing to do: the fake is ready on construction."""

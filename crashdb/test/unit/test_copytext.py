@@ -1,4 +1,4 @@
-"""The COPY text format (crashdb.copytext), without a database."""
+"""The COPY text format (crashdb.bulk.copytext), without a database."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import random
 
 import pytest
 
-from crashdb import copytext, model
+from crashdb import model
+from crashdb.bulk import copytext
 from crashdb.exceptions import InvalidInputError
 from crashdb.reports import (
     EXTENSION_FIELDS,

@@ -17,8 +17,8 @@ import threading
 import sqlalchemy as sa
 
 from crashdb import migrate
+from crashdb.backends import createEngine
 from crashdb.connector import DBConnector
-from crashdb.dialects import createEngine
 from crashdb.test.fake.fakedb import TestDataMixin
 
 
@@ -28,10 +28,10 @@ class TestDBConnector(TestDataMixin, DBConnector):
 
 def upgradeUrl(url: str) -> None:
     """Migrate the database at ``url`` to the newest schema, synchronously."""
-    engine, strategy, _ = createEngine(url)
+    engine, backend, _ = createEngine(url)
     try:
         with engine.begin() as conn:
-            migrate.upgrade(conn, strategy)
+            migrate.upgrade(conn, backend)
     finally:
         engine.dispose()
 

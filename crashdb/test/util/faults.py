@@ -39,7 +39,7 @@ from crashdb.test.util.pgserver import DEFAULT_SETTINGS, PostgresServer
 UTC = datetime.UTC
 #: Monday of the first week the ingest load writes into.
 FIRST_WEEK = datetime.datetime(2012, 10, 15, 12, 0, tzinfo=UTC)
-#: What crashdb's sessions call themselves on PostgreSQL (dialects.PostgresStrategy).
+#: What crashdb's sessions call themselves on PostgreSQL (crashdb.backends.postgresql).
 APPLICATION_NAME = "crashdb"
 
 DURABLE_SETTINGS = dict(DEFAULT_SETTINGS, synchronous_commit="on")

@@ -1,0 +1,191 @@
+"""Embedded SQLite: foreign keys on, WAL, immediate transactions, per-week plain tables."""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import sqlite
+
+from crashdb import model
+from crashdb.backends.base import Backend, WeekWork, plainInsert
+from crashdb.base import Rows
+
+log = logging.getLogger("crashdb.backends")
+
+BUSY_TIMEOUT_MS = 5000
+WEEK = datetime.timedelta(days=7)
+
+
+def _storedTimestamp(value: datetime.datetime) -> str:
+    """A ``UTCDateTime`` as stored on SQLite, exactly as its bind processors would write it
+    (naive UTC, SQLAlchemy's text format), at a fraction of their cost."""
+    if value.tzinfo is not datetime.UTC:
+        value = value.astimezone(datetime.UTC)
+    return value.replace(tzinfo=None).isoformat(" ", "microseconds")
+
+
+class SQLiteBackend(Backend):
+    """Embedded SQLite. Partitions are plain tables that crashdb routes rows to and unions
+    for reads; the child list is cached per ``PRAGMA schema_version``."""
+
+    name = "sqlite"
+    routesPartitions = False
+    # sqlite3 binds a bool as the integer SQLAlchemy's Boolean processor would make of it
+    BINDERS = ((model.UTCDateTime, _storedTimestamp), (sa.Boolean, None))
+    JSON_TYPES: dict[type, tuple[str, ...]] = {
+        str: ("text",), int: ("integer", "real"), float: ("integer", "real")}
+
+    def __init__(self, engine: sa.Engine) -> None:
+        super().__init__(engine)
+        self._children: tuple[int, tuple[str, ...]] | None = None
+
+    @classmethod
+    def createEngine(cls, url: sa.URL, threads: int | None) -> tuple[sa.Engine, int]:
+        memory = url.database in (None, "", ":memory:")
+        kw: dict[str, Any] = {
+            "connect_args": {"check_same_thread": False, "timeout": BUSY_TIMEOUT_MS / 1000}
+        }
+        if memory:
+            kw["poolclass"] = sa.pool.StaticPool
+        engine = sa.create_engine(url, **kw)
+        cls.configureEngine(engine, wal=not memory)
+        return engine, 1 if memory else (threads or 2)
+
+    @staticmethod
+    def configureEngine(engine: sa.Engine, wal: bool) -> None:
+        """Take transaction control from pysqlite: BEGIN IMMEDIATE takes the write lock up front,
+        so a transaction never fails half way with "database is locked"."""
+
+        @sa.event.listens_for(engine, "connect")
+        def onConnect(dbapi_connection: Any, record: Any) -> None:
+            dbapi_connection.isolation_level = None
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA foreign_keys = ON")
+            cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            if wal:
+                _enableWal(cursor)
+                cursor.execute("PRAGMA synchronous = NORMAL")
+            cursor.close()
+
+        @sa.event.listens_for(engine, "begin")
+        def onBegin(conn: sa.Connection) -> None:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    def insert(self, table: sa.Table) -> Any:
+        return sqlite.insert(table)
+
+    def skipLocked(self, select: sa.Select) -> sa.Select:
+        return select  # BEGIN IMMEDIATE: one writer at a time, nothing to skip
+
+    def inList(self, column: sa.ColumnElement, name: str) -> sa.ColumnElement[bool]:
+        return column.in_(sa.bindparam(name, expanding=True))  # at most 999 items
+
+    def codePointOrder(self, expression: sa.ColumnElement) -> sa.ColumnElement:
+        return expression  # BINARY, SQLite's default collation, compares UTF-8 bytes
+
+    def jsonEquals(self, column: sa.ColumnElement, key: str, value: Any) -> sa.ColumnElement[bool]:
+        path = '$."' + key.replace('"', '""') + '"'
+        kind = sa.func.json_type(column, path)
+        if value is None:
+            return kind == "null"
+        if isinstance(value, bool):
+            return kind == ("true" if value else "false")
+        return sa.and_(kind.in_(self.JSON_TYPES[type(value)]),
+                       sa.func.json_extract(column, path) == value)
+
+    def isRetryable(self, error: sa.exc.DBAPIError) -> bool:
+        message = str(error.orig)
+        return "database is locked" in message or "database table is locked" in message
+
+    def isConnectionLost(self, error: sa.exc.DBAPIError) -> bool:
+        return False  # an embedded file: a failed COMMIT leaves the transaction uncommitted
+
+    def isMissingTable(self, error: sa.exc.DBAPIError) -> bool:
+        return "no such table" in str(error.orig)
+
+    def isUniqueViolation(self, error: sa.exc.DBAPIError) -> bool:
+        return isinstance(error, sa.exc.IntegrityError) and "UNIQUE constraint failed" in str(
+            error.orig
+        )
+
+    def bulkInsert(
+        self, conn: sa.Connection, table: sa.Table, columns: Sequence[str], rows: Rows
+    ) -> None:
+        """One ``executemany`` of plain value lists, each value through its column type's own
+        bind processor: SQLAlchemy's per-row parameter handling, most of the cost of
+        ``conn.execute(insert, dicts)``, is skipped."""
+        values = self.boundValues(conn.dialect, table, tuple(columns), rows)
+        if values:
+            conn.exec_driver_sql(plainInsert(conn.dialect, table, tuple(columns)), values)
+
+    def reserveIds(self, conn: sa.Connection, name: str, count: int) -> Sequence[int]:
+        counters = model.id_sequences
+        last = conn.execute(
+            sa.update(counters)
+            .where(counters.c.name == name)
+            .values(next_id=counters.c.next_id + count)
+            .returning(counters.c.next_id)
+        ).scalar_one()
+        return range(last - count, last)
+
+    def advanceIds(self, conn: sa.Connection, table: str, past: int) -> None:
+        counters = model.id_sequences
+        conn.execute(
+            sa.update(counters)
+            .where(counters.c.name == table)
+            .values(next_id=sa.func.max(counters.c.next_id, past + 1))
+        )  # other tables use SQLite's own rowid counter, which follows the largest id
+
+    def childNames(self, conn: sa.Connection) -> Sequence[str]:
+        """Cached per schema version, a counter SQLite bumps on every schema change (by any
+        process), so a read of a date range costs one PRAGMA instead of a catalog scan."""
+        version = conn.exec_driver_sql("PRAGMA schema_version").scalar_one()
+        cached = self._children
+        if cached is None or cached[0] != version:
+            rows = conn.exec_driver_sql("SELECT name FROM sqlite_master WHERE type = 'table'")
+            cached = self._children = (version, tuple(name for (name,) in rows))
+        return cached[1]
+
+    @staticmethod
+    def weekCheck(monday: datetime.datetime) -> str:
+        # SQLAlchemy's SQLite DateTime storage format, compared as text
+        end = monday + WEEK
+        fmt = "'%Y-%m-%d %H:%M:%S.000000'"
+        return f"date_processed >= {monday:{fmt}} AND date_processed < {end:{fmt}}"
+
+    def runWeekDDL(
+        self, engine: sa.Engine, monday: datetime.datetime, names: list[str], work: WeekWork
+    ) -> list[str]:
+        # every transaction begins IMMEDIATE: DDL is already serialized
+        with engine.begin() as conn:
+            return work(conn, set(self.childNames(conn)) & set(names))
+
+    def childSizes(
+        self, conn: sa.Connection, names: list[str]
+    ) -> dict[str, tuple[int | None, int | None]]:
+        return {name: (conn.exec_driver_sql(f'SELECT count(*) FROM "{name}"').scalar_one(), None)
+                for name in names}
+
+    def lockForUpgrade(self, conn: sa.Connection) -> None:
+        pass  # every transaction begins IMMEDIATE: upgrades are already serialized
+
+
+def _enableWal(cursor: Any) -> None:
+    """Switch the file to WAL (persistent) once; the switch needs the file to itself and does
+    not wait on the busy handler, so a connection racing another retries briefly."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            if cursor.execute("PRAGMA journal_mode").fetchone()[0] == "wal":
+                return
+            cursor.execute("PRAGMA journal_mode = WAL")
+            return
+        except Exception as error:  # sqlite3.OperationalError: database is locked
+            if "locked" not in str(error) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
