@@ -82,6 +82,14 @@ class DBConnectorComponent:
         return readable(conn, self.db.backend, parent, start, end)
 
     @staticmethod
+    def ofReport(source: sa.FromClause, report_id: int, start: datetime.datetime,
+                 end: datetime.datetime) -> list[sa.ColumnElement[bool]]:
+        """The conditions selecting one report's rows of a child table (extensions, plugins)
+        in the report's week [start, end)."""
+        return [source.c.report_id == report_id, source.c.date_processed >= start,
+                source.c.date_processed < end]
+
+    @staticmethod
     def rowsToDicts(rows: Iterable[sa.Row]) -> list[dict[str, Any]]:
         """Plain dicts for result rows: callers never see SQLAlchemy objects."""
         return [dict(row._mapping) for row in rows]

@@ -33,11 +33,7 @@ class ExtensionsConnectorComponent(DBConnectorComponent):
             source = self.readable(conn, "extensions", start, end)
             query = (
                 sa.select(source)
-                .where(
-                    source.c.report_id == report_id,
-                    source.c.date_processed >= start,
-                    source.c.date_processed < end,
-                )
+                .where(*self.ofReport(source, report_id, start, end))
                 .order_by(source.c.extension_key)
             )
             return self.rowsToDicts(conn.execute(query))

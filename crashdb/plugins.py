@@ -76,11 +76,7 @@ class PluginsConnectorComponent(DBConnectorComponent):
                     plugins.c.name,
                 )
                 .join(plugins, plugins.c.id == source.c.plugin_id)
-                .where(
-                    source.c.report_id == report_id,
-                    source.c.date_processed >= start,
-                    source.c.date_processed < end,
-                )
+                .where(*self.ofReport(source, report_id, start, end))
                 .order_by(source.c.plugin_id)
             )
             return self.rowsToDicts(conn.execute(query))

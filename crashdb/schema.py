@@ -16,17 +16,13 @@ class Model(DBConnectorComponent):
     """The tables (``db.model.reports``…) and the schema version of the database."""
 
     metadata = model.metadata
-    reports = model.reports
-    extensions = model.extensions
-    plugins_reports = model.plugins_reports
-    raw_crashes = model.raw_crashes
-    plugins = model.plugins
-    processors = model.processors
-    jobs = model.jobs
-    tcbs = model.tcbs
-    product_versions = model.product_versions
-    version_aliases = model.version_aliases
-    id_sequences = model.id_sequences
+
+    def __getattr__(self, name: str) -> sa.Table:
+        """``db.model.reports`` and so on: every table of the model by its name."""
+        try:
+            return model.metadata.tables[name]
+        except KeyError:
+            raise AttributeError(name) from None
 
     def upgrade(self) -> defer.Deferred:
         """Upgrade the database to this crashdb's schema; Deferred of (version before, after).

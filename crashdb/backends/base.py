@@ -158,8 +158,16 @@ class Backend(abc.ABC):
 
     @staticmethod
     @abc.abstractmethod
-    def weekCheck(monday: datetime.datetime) -> str:
+    def timestampLiteral(when: datetime.datetime) -> str:
+        """``when`` (an aware UTC datetime) as a SQL literal comparable with a stored
+        ``UTCDateTime`` column, for DDL, where parameters cannot be bound."""
+
+    @classmethod
+    def weekCheck(cls, monday: datetime.datetime) -> str:
         """The SQL of the CHECK that keeps a child's ``date_processed`` within its week."""
+        end = monday + datetime.timedelta(days=7)
+        return (f"{cls.timestampLiteral(monday)} <= date_processed"
+                f" AND date_processed < {cls.timestampLiteral(end)}")
 
     @abc.abstractmethod
     def runWeekDDL(

@@ -214,10 +214,8 @@ class PostgresBackend(Backend):
         return [name for (name,) in rows]
 
     @staticmethod
-    def weekCheck(monday: datetime.datetime) -> str:
-        end = monday + WEEK
-        fmt = "'%Y-%m-%d %H:%M:%S+00'::timestamp with time zone"
-        return f"{monday:{fmt}} <= date_processed AND date_processed < {end:{fmt}}"
+    def timestampLiteral(when: datetime.datetime) -> str:
+        return f"'{when:%Y-%m-%d %H:%M:%S+00}'::timestamp with time zone"
 
     def runWeekDDL(
         self, engine: sa.Engine, monday: datetime.datetime, names: list[str], work: WeekWork

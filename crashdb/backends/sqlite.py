@@ -18,7 +18,6 @@ from crashdb.base import Rows
 log = logging.getLogger("crashdb.backends")
 
 BUSY_TIMEOUT_MS = 5000
-WEEK = datetime.timedelta(days=7)
 
 
 def _storedTimestamp(value: datetime.datetime) -> str:
@@ -152,11 +151,8 @@ class SQLiteBackend(Backend):
         return cached[1]
 
     @staticmethod
-    def weekCheck(monday: datetime.datetime) -> str:
-        # SQLAlchemy's SQLite DateTime storage format, compared as text
-        end = monday + WEEK
-        fmt = "'%Y-%m-%d %H:%M:%S.000000'"
-        return f"date_processed >= {monday:{fmt}} AND date_processed < {end:{fmt}}"
+    def timestampLiteral(when: datetime.datetime) -> str:
+        return f"'{_storedTimestamp(when)}'"  # the stored text form, compared as text
 
     def runWeekDDL(
         self, engine: sa.Engine, monday: datetime.datetime, names: list[str], work: WeekWork
