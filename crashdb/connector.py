@@ -18,6 +18,7 @@ from crashdb.rawcrashes import RawCrashesConnectorComponent
 from crashdb.reports import ReportsConnectorComponent
 from crashdb.schema import Model
 from crashdb.tcbs import TcbsConnectorComponent
+from crashdb.tokens import TokensConnectorComponent
 from crashdb.versions import VersionsConnectorComponent
 
 
@@ -53,6 +54,7 @@ class DBConnector:
         self.jobs = JobsConnectorComponent(self)
         self.tcbs = TcbsConnectorComponent(self)
         self.versions = VersionsConnectorComponent(self)
+        self.tokens = TokensConnectorComponent(self)
 
     @defer.inlineCallbacks
     def setup(self, check_version: bool = True) -> Any:

@@ -230,6 +230,18 @@ version_aliases = sa.Table(
     sa.Index("version_aliases_version_id_idx", "version_id"),
 )
 
+# -- the web front end ----------------------------------------------------------------------------
+
+# API tokens of `crashdb serve` (SPEC 16): only each token's SHA-256 is stored, never the token.
+api_tokens = sa.Table(
+    "api_tokens",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("token_sha256", sa.String(64), nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.UniqueConstraint("token_sha256", name="api_tokens_token_sha256_key"),
+)
+
 # -- SQLite only ----------------------------------------------------------------------------------
 
 # Id counters standing in for PostgreSQL sequences, so that ids are unique across partitions.

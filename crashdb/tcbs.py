@@ -13,7 +13,7 @@ from typing import Any
 import sqlalchemy as sa
 from twisted.internet import defer
 
-from crashdb.base import DBConnectorComponent
+from crashdb.base import DBConnectorComponent, batched
 from crashdb.exceptions import InvalidInputError
 from crashdb.validation import requireDay, requireString, validatesInput
 
@@ -172,3 +172,68 @@ class TcbsConnectorComponent(DBConnectorComponent):
         previous = values["previous_rank"]
         crasher["previous_rank"] = None if previous is None else int(previous)
         return crasher
+
+    def getProducts(self) -> defer.Deferred:
+        """Deferred of ``[{product, versions}]``: every product in the rollup, by name, with its
+        versions (``''`` for reports without one left out) newest first as text sorts them."""
+        tcbs = self.db.model.tcbs
+
+        def thd(conn: sa.Connection) -> list[dict[str, Any]]:
+            pairs = conn.execute(sa.select(tcbs.c.product, tcbs.c.version).distinct())
+            products: dict[str, list[str]] = {}
+            for product, version in pairs:
+                versions = products.setdefault(product, [])
+                if version:
+                    versions.append(version)
+            return [{"product": product, "versions": sorted(products[product], reverse=True)}
+                    for product in sorted(products)]
+
+        return self.db.pool.do(thd)
+
+    @validatesInput
+    def getDailyCounts(
+        self,
+        product: str,
+        signatures: list[str],
+        version: str | None = None,
+        start_day: datetime.date | None = None,
+        end_day: datetime.date | None = None,
+    ) -> defer.Deferred:
+        """Deferred of ``{signature: [count of each day of [start_day, end_day)]}`` for
+        ``product`` (and ``version``), zero-filled, oldest day first: a sparkline's points.
+        Defaults as in :meth:`getTopCrashers`."""
+        requireString(product, "product", self.db.model.tcbs.c.product)
+        if version is not None:
+            requireString(version, "version", self.db.model.tcbs.c.version)
+        if not isinstance(signatures, (list, tuple)):
+            raise InvalidInputError("expected a list of signatures", field="signatures")
+        for signature in signatures:
+            requireString(signature, "signatures", self.db.model.tcbs.c.signature)
+        if end_day is None:
+            end_day = datetime.datetime.now(UTC).date() + DAY
+        requireDay(end_day, "end_day")
+        if start_day is None:
+            start_day = end_day - DEFAULT_PERIOD
+        requireDay(start_day, "start_day")
+        if start_day >= end_day:
+            raise InvalidInputError("must be before end_day", field="start_day")
+        days = (end_day - start_day).days
+        wanted = list(dict.fromkeys(signatures))
+        tcbs = self.db.model.tcbs
+        where = [tcbs.c.product == product, tcbs.c.day >= start_day, tcbs.c.day < end_day]
+        if version is not None:
+            where.append(tcbs.c.version == version)
+
+        def thd(conn: sa.Connection) -> dict[str, list[int]]:
+            counts = {signature: [0] * days for signature in wanted}
+            for chunk in batched(wanted):
+                query = (
+                    sa.select(tcbs.c.signature, tcbs.c.day, sa.func.sum(tcbs.c.count))
+                    .where(*where, tcbs.c.signature.in_(chunk))
+                    .group_by(tcbs.c.signature, tcbs.c.day)
+                )
+                for signature, day, count in conn.execute(query):
+                    counts[signature][(day - start_day).days] = int(count)
+            return counts
+
+        return self.db.pool.do(thd)

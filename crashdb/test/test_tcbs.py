@@ -345,3 +345,47 @@ def test_ties_follow_code_point_order_whatever_the_collation(db):
     yield db.tcbs.updateTcbs(day)
     crashers = yield db.tcbs.getTopCrashers("Firefox", start_day=day, end_day=day + DAY)
     assert [c["signature"] for c in crashers] == sorted(signatures)
+
+
+@pytest_twisted.inlineCallbacks
+def test_get_products_lists_products_and_their_versions(db):
+    yield db.insertTestData([
+        fakedb.Tcbs(day=FIRST_DAY, product="Thunderbird", version="16.0.2"),
+        fakedb.Tcbs(day=FIRST_DAY, product="Firefox", version="16.0", signature="a"),
+        fakedb.Tcbs(day=FIRST_DAY, product="Firefox", version="17.0b3", signature="a"),
+        fakedb.Tcbs(day=FIRST_DAY + DAY, product="Firefox", version="16.0", signature="b"),
+        fakedb.Tcbs(day=FIRST_DAY, product="Firefox", version="", signature="c"),
+    ])
+    products = yield db.tcbs.getProducts()
+    assert products == [
+        {"product": "Firefox", "versions": ["17.0b3", "16.0"]},
+        {"product": "Thunderbird", "versions": ["16.0.2"]},
+    ]
+
+
+@pytest_twisted.inlineCallbacks
+def test_get_daily_counts_sums_versions_and_zero_fills_days(db):
+    yield db.insertTestData([
+        fakedb.Tcbs(day=FIRST_DAY, version="16.0", signature="a", count=3),
+        fakedb.Tcbs(day=FIRST_DAY, version="17.0", signature="a", count=4),
+        fakedb.Tcbs(day=FIRST_DAY + 2 * DAY, version="16.0", signature="a", count=5),
+        fakedb.Tcbs(day=FIRST_DAY + DAY, version="16.0", signature="b", count=1),
+        fakedb.Tcbs(day=FIRST_DAY + 3 * DAY, version="16.0", signature="a", count=9),  # after
+        fakedb.Tcbs(day=FIRST_DAY, product="Thunderbird", signature="a", count=8),
+    ])
+    counts = yield db.tcbs.getDailyCounts("Firefox", ["a", "b", "none"], start_day=FIRST_DAY,
+                                          end_day=FIRST_DAY + 3 * DAY)
+    assert counts == {"a": [7, 0, 5], "b": [0, 1, 0], "none": [0, 0, 0]}
+    only = yield db.tcbs.getDailyCounts("Firefox", ["a"], version="17.0", start_day=FIRST_DAY,
+                                        end_day=FIRST_DAY + 3 * DAY)
+    assert only == {"a": [4, 0, 0]}
+
+
+@pytest_twisted.inlineCallbacks
+def test_get_daily_counts_rejects_bad_input(db):
+    with pytest.raises(InvalidInputError) as caught:
+        yield db.tcbs.getDailyCounts("Firefox", "a")
+    assert caught.value.field == "signatures"
+    with pytest.raises(InvalidInputError) as caught:
+        yield db.tcbs.getDailyCounts("Firefox", ["a"], start_day=FIRST_DAY, end_day=FIRST_DAY)
+    assert caught.value.field == "start_day"

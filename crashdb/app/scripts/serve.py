@@ -1,0 +1,49 @@
+"""``crashdb serve``: crash-stats, the read-only web pages and JSON API (SPEC 16)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from twisted.internet import defer, endpoints
+
+from crashdb.app.cli import UsageError, addDbArgument, runDeferred
+from crashdb.connector import DBConnector
+
+NAME = "serve"
+HELP = "serve the crash-stats pages and JSON API over HTTP (read-only; 127.0.0.1 by default)"
+
+
+def addArguments(parser: argparse.ArgumentParser) -> None:
+    addDbArgument(parser)
+    parser.add_argument("--port", type=int, default=8000, metavar="N",
+                        help="TCP port (default 8000; 0 picks a free one)")
+    parser.add_argument("--interface", default="127.0.0.1", metavar="ADDRESS",
+                        help="address to listen on (default 127.0.0.1: this machine only; "
+                             "put a TLS-terminating reverse proxy in front for others)")
+
+
+async def serve(reactor, args: argparse.Namespace) -> None:
+    from crashdb.app.web import CrashStats
+
+    if not 0 <= args.port <= 65535:
+        raise UsageError("--port must be from 0 to 65535")
+    db = DBConnector(args.db, reactor=reactor)
+    try:
+        await db.setup()
+        endpoint = endpoints.TCP4ServerEndpoint(reactor, args.port, interface=args.interface)
+        port = await endpoint.listen(CrashStats(db).site())
+        address = port.getHost()
+        print(f"crash-stats serving {db.engine.url.render_as_string(hide_password=True)} on "
+              f"http://{address.host}:{address.port}/ (Ctrl-C stops it)", flush=True)
+        stopped: defer.Deferred = defer.Deferred()
+        reactor.addSystemEventTrigger("before", "shutdown", stopped.callback, None)
+        await stopped
+    finally:
+        await db.stop()
+
+
+def run(args: argparse.Namespace) -> int:
+    runDeferred(serve, args)
+    print("crash-stats stopped", file=sys.stderr)
+    return 0
