@@ -25,7 +25,7 @@ from klein import Klein
 from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web import resource, server, static
+from twisted.web import pages, resource, server, static
 from werkzeug.exceptions import HTTPException
 
 from crashdb.app.web import svg
@@ -76,8 +76,8 @@ class SecureRequest(server.Request):
 class StaticFiles(static.File):
     """The style sheet and icon: files only, no directory listings."""
 
-    def directoryListing(self) -> resource.Resource:
-        return resource.NoResource()
+    def directoryListing(self) -> resource.IResource:
+        return pages.notFound()
 
 
 def _jsonValue(value: Any) -> Any:
@@ -148,7 +148,7 @@ class CrashStats:
         header = request.getHeader(b"authorization")
         if header is None:
             return False
-        scheme, _, token = header.partition(" ")
+        scheme, _, token = header.decode("latin-1").partition(" ")
         if scheme.lower() != "bearer" or not (await self.db.tokens.checkToken(token.strip())):
             raise AuthorizationError("invalid API token")
         return True

@@ -50,7 +50,7 @@ def _hostileCrash(when: datetime.datetime) -> tuple[str, dict[str, Any], dict[st
         "Add-ons": '"><svg onload=alert(5)>:1.0',
     }
     report = reportFromRawCrash(HOSTILE_UUID, raw, "site-data", now=lambda: when)
-    report["user_id"] = HOSTILE_USER_ID
+    report.update(email=HOSTILE_EMAIL, user_id=HOSTILE_USER_ID)  # keys the processor does not read
     return HOSTILE_UUID, raw, report
 
 

@@ -78,3 +78,28 @@ def newBrowser() -> Any:
     browser = webdriver.Chrome(options=options, service=Service(executable_path=CHROMEDRIVER))
     browser.set_page_load_timeout(120)
     return browser
+
+
+def crashdbCommand(*args: str) -> subprocess.CompletedProcess:
+    """Run ``crashdb ARGS...`` to completion."""
+    return subprocess.run([sys.executable, "-m", "crashdb", *args], capture_output=True,
+                          text=True, timeout=300)
+
+
+class Site:
+    """A filled database (:mod:`crashdb.test.util.sitedata`), a token named ``tester`` made
+    by ``crashdb tokens create``, and ``crashdb serve`` over them."""
+
+    def __init__(self, directory: Any, crashes: int = 600) -> None:
+        self.url = f"sqlite:///{directory / 'site.sqlite'}"
+        filled = subprocess.run(
+            [sys.executable, "-m", "crashdb.test.util.sitedata", self.url, str(crashes)],
+            capture_output=True, text=True, timeout=600)
+        assert filled.returncode == 0, filled.stderr
+        created = crashdbCommand("tokens", "create", "tester", "--db", self.url)
+        assert created.returncode == 0, created.stderr
+        self.token = created.stdout.splitlines()[0].strip()
+        self.server = Server(self.url)
+
+    def bearer(self, token: str | None = None) -> dict[str, str]:
+        return {"Authorization": f"Bearer {token or self.token}"}

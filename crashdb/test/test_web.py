@@ -1,0 +1,225 @@
+"""``crashdb serve`` over HTTP: the JSON API against the components, errors, security headers,
+escaping of hostile crash data, personal data and API tokens (SPEC 16)."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import urllib.parse
+
+import pytest
+import pytest_twisted
+
+from crashdb.app.web.privacy import PERSONAL_COLUMNS, isPersonalRawKey
+from crashdb.connector import DBConnector
+from crashdb.test.util import sitedata
+from crashdb.test.util.webserver import Site, crashdbCommand
+
+UTC = datetime.UTC
+DAY = datetime.timedelta(days=1)
+PAGES = ("/", "/topcrashers/Firefox", f"/report/{sitedata.HOSTILE_UUID}")
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    site = Site(tmp_path_factory.mktemp("web"))
+    yield site
+    site.server.stop()
+
+
+@pytest.fixture
+def db(site):
+    db = DBConnector(site.url)
+    pytest_twisted.blockon(db.setup())
+    yield db
+    pytest_twisted.blockon(db.stop())
+
+
+def roundTrip(value):
+    """``value`` as the API sends it: dates become ISO strings."""
+    return json.loads(json.dumps(value, default=lambda v: v.isoformat()))
+
+
+def test_serves_loopback_only_by_default(site):
+    assert site.server.base.startswith("http://127.0.0.1:")
+    usage = crashdbCommand("serve", "--help").stdout
+    assert "127.0.0.1" in usage
+
+
+@pytest.mark.parametrize("path", [*PAGES, "/api/products", "/static/crashstats.css",
+                                  "/no/such/page", "/api/report/nope", "/api/topcrashers/F?days=x"])
+def test_every_response_carries_the_security_headers(site, path):
+    _, headers, _ = site.server.get(path)
+    policy = headers["Content-Security-Policy"]
+    assert "default-src 'none'" in policy and "frame-ancestors 'none'" in policy
+    assert "script-src" not in policy and "unsafe-inline" not in policy
+    assert headers["X-Content-Type-Options"] == "nosniff"
+    assert headers["X-Frame-Options"] == "DENY"
+
+
+def test_content_types(site):
+    assert site.server.get("/")[1]["Content-Type"] == "text/html; charset=utf-8"
+    assert site.server.get("/api/products")[1]["Content-Type"] == "application/json"
+    assert site.server.get("/static/crashstats.css")[1]["Content-Type"].startswith("text/css")
+
+
+@pytest.mark.parametrize("path, field", [
+    ("/api/topcrashers/Firefox?days=abc", "days"),
+    ("/api/topcrashers/Firefox?days=0", "days"),
+    ("/api/topcrashers/" + "x" * 31, "product"),  # the component's own message
+    ("/api/explosive/Firefox?day=yesterday", "day"),
+    ("/api/signature", "signature"),
+    ("/api/search?uptime=%3Esoon", "uptime"),
+])
+def test_bad_input_is_400_with_the_message_as_json(site, path, field):
+    status, headers, body = site.server.get(path)
+    assert status == 400
+    error = json.loads(body)["error"]
+    assert f"field '{field}'" in error
+    assert "Traceback" not in error
+
+
+def test_a_bad_page_request_is_a_400_page_without_traceback(site):
+    status, headers, body = site.server.get("/topcrashers/Firefox?days=-1")
+    assert status == 400
+    assert headers["Content-Type"].startswith("text/html")
+    assert b"must be from 1 to 366" in body and b"Traceback" not in body
+
+
+@pytest.mark.parametrize("path", ["/api/report/00000000-0000-0000-0000-000000000000",
+                                  "/api/no-such-thing", "/report/00000000-0000-0000-0000-00"])
+def test_unknown_things_are_404(site, path):
+    status, headers, body = site.server.get(path)
+    assert status == 404
+    if path.startswith("/api/"):
+        assert "error" in json.loads(body)
+
+
+def test_it_is_read_only(site):
+    status, _, body = site.server.get("/api/products", method="POST")
+    assert status == 405
+    assert json.loads(body) == {"error": "Method Not Allowed"}
+
+
+@pytest_twisted.inlineCallbacks
+def test_products_api_equals_the_components(site, db):
+    answer = site.server.json("/api/products")
+    products = yield db.tcbs.getProducts()
+    assert [{"product": p["product"], "versions": p["versions"]} for p in answer["products"]] \
+        == products
+    firefox = next(p for p in answer["products"] if p["product"] == "Firefox")
+    end = datetime.datetime.now(UTC).date() + DAY
+    top = yield db.tcbs.getTopCrashers("Firefox", start_day=end - 7 * DAY, end_day=end, limit=5)
+    assert firefox["top"] == roundTrip(top)
+
+
+@pytest_twisted.inlineCallbacks
+def test_topcrashers_api_equals_the_components(site, db):
+    answer = site.server.json("/api/topcrashers/Firefox?version=16.0.1&days=14")
+    end = datetime.datetime.now(UTC).date() + DAY
+    top = yield db.tcbs.getTopCrashers("Firefox", version="16.0.1", start_day=end - 14 * DAY,
+                                       end_day=end, limit=50)
+    daily = yield db.tcbs.getDailyCounts("Firefox", [c["signature"] for c in top],
+                                         version="16.0.1", start_day=end - 14 * DAY, end_day=end)
+    assert len(top) > 5
+    assert answer["crashers"] == [{**c, "daily": daily[c["signature"]]} for c in top]
+    assert all(len(c["daily"]) == 14 for c in answer["crashers"])
+    assert (answer["start_day"], answer["end_day"]) == ((end - 14 * DAY).isoformat(),
+                                                        end.isoformat())
+
+
+@pytest_twisted.inlineCallbacks
+def test_report_api_equals_the_components_without_personal_data(site, db):
+    uuid = sitedata.HOSTILE_UUID
+    answer = site.server.json(f"/api/report/{uuid}")
+    report = yield db.reports.getReport(uuid)
+    extensions = yield db.extensions.getExtensions(report["id"], report["date_processed"])
+    raw = yield db.rawcrashes.getRawCrash(uuid)
+    assert answer["report"] == roundTrip(
+        {k: v for k, v in report.items() if k not in PERSONAL_COLUMNS})
+    assert answer["extensions"] == roundTrip(extensions)
+    assert answer["raw_crash"] == {k: v for k, v in raw.items() if not isPersonalRawKey(k)}
+    assert set(answer["raw_crash"]) == set(raw) - {"URL", "Comments", "EMAIL", "userid"}
+
+
+def test_personal_data_only_with_a_valid_token(site):
+    uuid = sitedata.HOSTILE_UUID
+    plain = site.server.json(f"/api/report/{uuid}")
+    assert PERSONAL_COLUMNS.isdisjoint(plain["report"])
+    text = json.dumps(plain)
+    for secret in (sitedata.HOSTILE_EMAIL, "alert(2)", "alert(3)", "user-<b>"):
+        assert secret not in text
+    page = site.server.get(f"/report/{uuid}")[2].decode()
+    assert sitedata.HOSTILE_EMAIL not in page and "alert(2)" not in page
+
+    full = site.server.json(f"/api/report/{uuid}", site.bearer())
+    assert full["report"]["email"] == sitedata.HOSTILE_EMAIL
+    assert full["report"]["url"] == sitedata.HOSTILE_URL
+    assert full["report"]["user_comments"] == sitedata.HOSTILE_COMMENTS
+    assert full["raw_crash"]["EMAIL"] == sitedata.HOSTILE_EMAIL
+    assert full["raw_crash"]["userid"] == sitedata.HOSTILE_USER_ID
+    page = site.server.get(f"/report/{uuid}", site.bearer())[2].decode()
+    assert sitedata.HOSTILE_EMAIL in page
+
+
+@pytest.mark.parametrize("header", ["Bearer wrong", "Bearer ", "Basic dGVzdGVyOng="])
+def test_an_invalid_token_is_401(site, header):
+    status, headers, body = site.server.get("/api/products", {"Authorization": header})
+    assert status == 401
+    assert headers["WWW-Authenticate"].startswith("Bearer")
+    assert json.loads(body) == {"error": "invalid API token"}
+
+
+@pytest.mark.parametrize("query", [
+    "url=~facebook", "email=__exists__", "user_id=1", "user_comments=~crash",
+    "raw.Email=x", "raw.URL=~http", "raw.comments=x", "raw.USERID=x",
+    "facet=url", "facet=raw.email", "column=user_comments", "sort=-email",
+])
+def test_a_search_naming_personal_fields_needs_a_token(site, query):
+    status, _, body = site.server.get(f"/api/search?{query}")
+    assert status == 403
+    assert "personal data" in json.loads(body)["error"]
+    assert site.server.get(f"/search?{query}")[0] == 403
+
+
+@pytest.mark.parametrize("path", PAGES)
+def test_hostile_text_is_escaped(site, path):
+    body = site.server.get(path, site.bearer())[2].decode()
+    assert "<script>" not in body
+    assert "onerror=alert" not in body.replace("onerror=alert(4)&gt;", "")  # only as text
+    assert "<svg onload" not in body and "<marquee>" not in body and "</textarea><" not in body
+    if path != "/":
+        assert "&lt;script&gt;alert(1)&lt;/script&gt;" in body
+
+
+def test_hostile_report_shows_every_hostile_value_as_text(site):
+    body = site.server.get(f"/report/{sitedata.HOSTILE_UUID}", site.bearer())[2].decode()
+    for value in (sitedata.HOSTILE_URL, sitedata.HOSTILE_COMMENTS, "<marquee>theme</marquee>",
+                  '"><svg onload=alert(5)>', "EXCEPTION_<ACCESS>_VIOLATION"):
+        escaped = value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+        assert escaped.replace('"', "&#34;") in body or escaped in body, value
+
+
+def test_signature_links_carry_the_signature_encoded(site):
+    body = site.server.get("/topcrashers/Firefox")[2].decode()
+    encoded = urllib.parse.urlencode({"signature": sitedata.TEMPLATE_SIGNATURE,
+                                      "product": "Firefox"})
+    assert f'href="/signature?{encoded}"' in body.replace("&amp;", "&")
+
+
+def test_tokens_command_lists_and_revokes(site):
+    made = crashdbCommand("tokens", "create", "short-lived", "--db", site.url)
+    assert made.returncode == 0, made.stderr
+    token = made.stdout.splitlines()[0]
+    assert site.server.get("/api/products", site.bearer(token))[0] == 200
+    listed = crashdbCommand("tokens", "list", "--db", site.url)
+    assert "short-lived" in listed.stdout and "tester" in listed.stdout
+    assert token not in listed.stdout and site.token not in listed.stdout
+    again = crashdbCommand("tokens", "create", "short-lived", "--db", site.url)
+    assert again.returncode == 1 and "exists" in again.stderr
+    revoked = crashdbCommand("tokens", "revoke", "short-lived", "--db", site.url)
+    assert revoked.returncode == 0, revoked.stderr
+    assert site.server.get("/api/products", site.bearer(token))[0] == 401
+    missing = crashdbCommand("tokens", "revoke", "short-lived", "--db", site.url)
+    assert missing.returncode == 1
+    assert missing.stderr.strip() == "crashdb: error: no token named 'short-lived'"
