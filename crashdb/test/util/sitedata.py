@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import json
 import random
 from typing import Any
 
@@ -83,7 +84,8 @@ async def fillSite(db: Any, crashes: int = 600, seed: int = 18,
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m crashdb.test.util.sitedata URL [CRASHES]``: upgrade and fill the database."""
+    """``python -m crashdb.test.util.sitedata URL [CRASHES]``: upgrade and fill the database;
+    print the crash ids stored, one line of JSON."""
     import sys
 
     from twisted.internet import task
@@ -98,7 +100,7 @@ def main(argv: list[str] | None = None) -> None:
         try:
             await db.setup(check_version=False)
             await db.model.upgrade()
-            await fillSite(db, crashes)
+            print(json.dumps(dataclasses.asdict(await fillSite(db, crashes))["uuids"]))
         finally:
             await db.stop()
 

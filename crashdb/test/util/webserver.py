@@ -96,6 +96,7 @@ class Site:
             [sys.executable, "-m", "crashdb.test.util.sitedata", self.url, str(crashes)],
             capture_output=True, text=True, timeout=600)
         assert filled.returncode == 0, filled.stderr
+        self.uuids: list[str] = json.loads(filled.stdout)
         created = crashdbCommand("tokens", "create", "tester", "--db", self.url)
         assert created.returncode == 0, created.stderr
         self.token = created.stdout.splitlines()[0].strip()
