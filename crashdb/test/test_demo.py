@@ -105,6 +105,8 @@ def test_the_pipeline_processes_every_crash_and_rolls_up_every_report(db):
         total += sum(c["count"] for c in crashers)
     assert total == 150
     assert any("Top crashers: Firefox (all versions)" in table for table in result.tables)
+    assert lines[-1] == (f"browse it: run `crashdb serve --db {result.url}` and open "
+                         "http://127.0.0.1:8000/")
     assert result.created and all(name in {p["name"] for p in result.partitions}
                                   for name in result.created)
 

@@ -123,6 +123,7 @@ class Demo:
         self.result.seconds = time.monotonic() - started
         self.out(f"done in {self.result.seconds:.1f}s; try `crashdb top-crashers --product "
                  "Firefox --version 17.0b3` or `crashdb partitions list`")
+        self.out(f"browse it: run `crashdb serve --db {self.result.url}` and open http://127.0.0.1:8000/")
         return self.result
 
     # -- the collector --

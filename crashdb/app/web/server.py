@@ -18,7 +18,7 @@ import json
 import pathlib
 import urllib.parse
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, cast
 
 import jinja2
 from klein import Klein
@@ -131,11 +131,9 @@ class CrashStats:
         self.templates.filters["pretty"] = prettyJson
         self.templates.filters["segment"] = functools.partial(urllib.parse.quote, safe="")
 
-    def resource(self) -> resource.IResource:
-        return self.app.resource()
-
     def site(self) -> server.Site:
-        site = server.Site(self.resource())
+        """The twisted.web site serving every page, the API and the static files."""
+        site = server.Site(self.app.resource())
         site.requestFactory = SecureRequest
         site.displayTracebacks = False
         return site
@@ -210,7 +208,7 @@ class CrashStats:
             async def answer(self: CrashStats, request: server.Request, api: bool,
                              **kw: Any) -> bytes:
                 authorized = await self._authorized(request)
-                query = Query(request.args)
+                query = Query(request.args or {})
                 data = await gather(self, request, query, authorized, **kw)
                 if api:
                     return self._json(request, data)
@@ -232,8 +230,9 @@ class CrashStats:
         return register
 
     @app.route("/static/", branch=True)
-    def staticFiles(self, request: server.Request) -> resource.Resource:
-        return StaticFiles(str(HERE / "static"))
+    def staticFiles(self, request: server.Request) -> resource.IResource:
+        # (File provides IResource through zope.interface, which mypy cannot see)
+        return cast(resource.IResource, StaticFiles(str(HERE / "static")))
 
 
 view = CrashStats.view
