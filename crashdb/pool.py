@@ -66,8 +66,13 @@ def _runInTransaction(
     thd: Callable[..., T],
     args: tuple,
     kw: dict[str, Any],
+    readOnly: bool = False,
 ) -> T:
-    """The retry loop: transient errors are retried until ``deadline`` (``time.monotonic()``)."""
+    """The retry loop: transient errors are retried until ``deadline`` (``time.monotonic()``).
+
+    A ``readOnly`` call's transaction is rolled back instead of committed: it cannot have
+    written anything, so a connection lost at any point is retried like one lost before, and
+    its caller never sees CommitOutcomeUnknownError."""
     repairs: dict[str, int] = {}
     attempt = 0
     repair: Callable[[Any], object] | None = None
@@ -81,6 +86,8 @@ def _runInTransaction(
                 repair = None
                 stage = "connect"
             with engine.connect() as conn:
+                if readOnly:
+                    conn.execution_options(crashdb_read_only=True)  # SQLite: a deferred BEGIN
                 trans = conn.begin()  # SQLite: BEGIN IMMEDIATE, which may find the file locked
                 stage = "work"
                 try:
@@ -98,6 +105,13 @@ def _runInTransaction(
                     raise
                 if conn.invalidated:  # thd swallowed a disconnect: nothing left to commit
                     raise _TransactionLost("the connection was lost during the transaction")
+                if readOnly:
+                    stage = "committed"  # nothing to keep: the result is all there is
+                    try:
+                        trans.rollback()
+                    except sa.exc.DBAPIError:
+                        pass  # the connection is gone, and with it nothing of value
+                    return result
                 stage = "commit"
                 try:
                     trans.commit()
@@ -165,6 +179,8 @@ class Pool(Protocol):
 
     def do(self, thd: Callable[..., Any], *args: Any, **kw: Any) -> defer.Deferred: ...
 
+    def doRead(self, thd: Callable[..., Any], *args: Any, **kw: Any) -> defer.Deferred: ...
+
     def doWithEngine(self, function: Callable[..., Any], *args: Any, **kw: Any
                        ) -> defer.Deferred: ...
 
@@ -215,6 +231,14 @@ class DBThreadPool:
         deadline = time.monotonic() + self.retryWindow
         return self._defer(
             _runInTransaction, self.engine, self.backend, deadline, thd, args, kw
+        )
+
+    def doRead(self, thd: Callable[..., Any], *args: Any, **kw: Any) -> defer.Deferred:
+        """``do`` for a ``thd`` that only reads: its transaction is rolled back, never
+        committed, so a lost connection is always retried (within the retry window)."""
+        deadline = time.monotonic() + self.retryWindow
+        return self._defer(
+            _runInTransaction, self.engine, self.backend, deadline, thd, args, kw, True
         )
 
     def doWithEngine(self, function: Callable[..., Any], *args: Any, **kw: Any) -> defer.Deferred:
@@ -292,6 +316,12 @@ class SynchronousDBPool:
         deadline = time.monotonic() + self.retryWindow
         return self._call(
             _runInTransaction, self.engine, self.backend, deadline, thd, args, kw
+        )
+
+    def doRead(self, thd: Callable[..., Any], *args: Any, **kw: Any) -> defer.Deferred:
+        deadline = time.monotonic() + self.retryWindow
+        return self._call(
+            _runInTransaction, self.engine, self.backend, deadline, thd, args, kw, True
         )
 
     def doWithEngine(self, function: Callable[..., Any], *args: Any, **kw: Any) -> defer.Deferred:
