@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from twisted.internet import defer
 
-from crashdb.backends import createEngine, resolveUrl
-from crashdb.exceptions import DatabaseNotReadyError
+from crashdb.backends import Backend, createEngine, parseUrl, resolveReplicaUrls, resolveUrl
+from crashdb.exceptions import DatabaseNotReadyError, InvalidInputError
 from crashdb.extensions import ExtensionsConnectorComponent
 from crashdb.jobs import JobsConnectorComponent
 from crashdb.partitions import PartitionsConnectorComponent
 from crashdb.plugins import PluginsConnectorComponent
-from crashdb.pool import DBThreadPool, Pool
+from crashdb.pool import DBThreadPool, Pool, Replica
 from crashdb.processors import ProcessorsConnectorComponent
 from crashdb.rawcrashes import RawCrashesConnectorComponent
 from crashdb.reports import ReportsConnectorComponent
@@ -29,16 +30,28 @@ class DBConnector:
     constructor does no I/O; ``setup()`` checks the schema version, ``stop()`` releases threads
     and connections. ``pool``, instead of a URL, runs the connector on a pool made elsewhere
     (its engine and backend with it): the fake passes a synchronous one.
+
+    ``replica_urls`` (else ``$CRASHDB_REPLICA_URLS``, comma-separated) are PostgreSQL streaming
+    replicas of the database: the read-only methods of reports, extensions, plugins, raw
+    crashes and the rollups run on one of them (round robin) whose replay lags at most
+    ``max_replica_lag`` seconds, else on the primary (docs/scaling.md).
     """
 
     def __init__(
         self, db_url: str | None = None, threads: int | None = None, reactor: Any = None,
-        *, pool: Pool | None = None,
+        *, pool: Pool | None = None, replica_urls: Sequence[str] | None = None,
+        max_replica_lag: float = 30.0,
     ) -> None:
         if pool is None:
             self.db_url = resolveUrl(db_url)
             engine, backend, threads = createEngine(self.db_url, threads)
-            pool = DBThreadPool(engine, backend, threads, reactor)
+            replicas = [Replica(*createEngine(url, threads)[:2])
+                        for url in _replicaUrls(backend, resolveReplicaUrls(replica_urls))]
+            if isinstance(max_replica_lag, bool) or not isinstance(max_replica_lag, int | float) \
+                    or max_replica_lag < 0:
+                raise InvalidInputError("must be a number of seconds >= 0",
+                                        field="max_replica_lag")
+            pool = DBThreadPool(engine, backend, threads, reactor, replicas, max_replica_lag)
         else:
             self.db_url = pool.engine.url.render_as_string(hide_password=False)
         self.pool = pool
@@ -71,3 +84,13 @@ class DBConnector:
     def stop(self) -> defer.Deferred:
         """Let queued work finish, stop the threads and dispose of the engine."""
         return self.pool.stop()
+
+
+def _replicaUrls(backend: Backend, urls: Sequence[str]) -> list[str]:
+    """``urls``, checked to name replicas of a database of ``backend``."""
+    for url in urls:
+        if not backend.supportsReplicas or parseUrl(url).get_backend_name() != backend.name:
+            raise InvalidInputError(
+                f"{url!r} cannot be a replica of a {backend.name} database: read replicas are "
+                "PostgreSQL streaming replicas of a PostgreSQL primary", field="replica_urls")
+    return list(urls)

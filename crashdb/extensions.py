@@ -38,4 +38,4 @@ class ExtensionsConnectorComponent(DBConnectorComponent):
             )
             return self.rowsToDicts(conn.execute(query))
 
-        return self.db.pool.do(thd)
+        return self.db.pool.doReplicaRead(thd)

@@ -199,7 +199,7 @@ class JobsConnectorComponent(DBConnectorComponent):
             row = conn.execute(sa.select(*JOB_COLUMNS).where(jobs.c.id == jobid)).first()
             return None if row is None else _jobDict(row)
 
-        return self.db.pool.do(thd)
+        return self.db.pool.doRead(thd)
 
     @validatesInput
     def getJobs(
@@ -233,7 +233,7 @@ class JobsConnectorComponent(DBConnectorComponent):
                 query = query.limit(limit)
             return [_jobDict(row) for row in conn.execute(query)]
 
-        return self.db.pool.do(thd)
+        return self.db.pool.doRead(thd)
 
     # -- claiming and completing -----------------------------------------------------------------
 

@@ -301,7 +301,7 @@ class PartitionsConnectorComponent(DBConnectorComponent):
             ]
             return sorted(rows, key=lambda r: (r["table"], r["start"]))
 
-        return self.db.pool.do(thd)
+        return self.db.pool.doRead(thd)
 
     def getPartitionSizes(self) -> defer.Deferred:
         """Deferred of ``{child name: (rows, bytes or None)}``, for ``crashdb partitions list``."""
@@ -311,4 +311,4 @@ class PartitionsConnectorComponent(DBConnectorComponent):
                      for parent, monday in listChildren(conn, self.db.backend)]
             return self.db.backend.childSizes(conn, names)
 
-        return self.db.pool.do(thd)
+        return self.db.pool.doRead(thd)

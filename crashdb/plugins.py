@@ -81,4 +81,4 @@ class PluginsConnectorComponent(DBConnectorComponent):
             )
             return self.rowsToDicts(conn.execute(query))
 
-        return self.db.pool.do(thd)
+        return self.db.pool.doReplicaRead(thd)

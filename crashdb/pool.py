@@ -18,10 +18,11 @@ whole story.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import sqlalchemy as sa
@@ -43,9 +44,33 @@ log = logging.getLogger("crashdb.pool")
 T = TypeVar("T")
 
 RETRY_WINDOW = 10.0  # seconds after a call was made during which transient errors are retried
+REPLICA_PAUSE = 5.0  # seconds a replica that failed or lagged is skipped
 FIRST_DELAY = 0.05
 MAX_DELAY = 1.0
 MAX_REPAIRS = 3  # times the same repair may be asked for: a batch may need many different ones
+
+
+class Replica:
+    """A streaming read replica: its engine and backend, and until when it is skipped."""
+
+    def __init__(self, engine: sa.Engine, backend: Backend) -> None:
+        self.engine = engine
+        self.backend = backend
+        self.name = engine.url.render_as_string(hide_password=True)
+        self.skippedUntil = 0.0  # time.monotonic() before which it is not tried
+
+
+class _Stale(Exception):  # noqa: N818 - internal signal
+    """A replica lags more than allowed, or cannot tell how much."""
+
+
+def _fresh(conn: sa.Connection, backend: Backend, maxLag: float, thd: Callable[..., T],
+           args: tuple, kw: dict[str, Any]) -> T:
+    """``thd`` on a replica, in the transaction whose snapshot is checked to be recent."""
+    lag = backend.replicaLag(conn)
+    if lag is None or lag > maxLag:
+        raise _Stale("nothing replayed yet" if lag is None else f"{lag:.1f}s behind")
+    return thd(conn, *args, **kw)
 
 
 class _TransactionLost(Exception):  # noqa: N818 - internal signal
@@ -66,8 +91,13 @@ def _runInTransaction(
     thd: Callable[..., T],
     args: tuple,
     kw: dict[str, Any],
+    readOnly: bool = False,
 ) -> T:
-    """The retry loop: transient errors are retried until ``deadline`` (``time.monotonic()``)."""
+    """The retry loop: transient errors are retried until ``deadline`` (``time.monotonic()``).
+
+    A ``readOnly`` call's transaction is rolled back instead of committed: it cannot have
+    written anything, so a connection lost at any point is retried like one lost before, and
+    its caller never sees CommitOutcomeUnknownError."""
     repairs: dict[str, int] = {}
     attempt = 0
     repair: Callable[[Any], object] | None = None
@@ -81,6 +111,8 @@ def _runInTransaction(
                 repair = None
                 stage = "connect"
             with engine.connect() as conn:
+                if readOnly:
+                    conn.execution_options(crashdb_read_only=True)  # SQLite: a deferred BEGIN
                 trans = conn.begin()  # SQLite: BEGIN IMMEDIATE, which may find the file locked
                 stage = "work"
                 try:
@@ -98,6 +130,13 @@ def _runInTransaction(
                     raise
                 if conn.invalidated:  # thd swallowed a disconnect: nothing left to commit
                     raise _TransactionLost("the connection was lost during the transaction")
+                if readOnly:
+                    stage = "committed"  # nothing to keep: the result is all there is
+                    try:
+                        trans.rollback()
+                    except sa.exc.DBAPIError:
+                        pass  # the connection is gone, and with it nothing of value
+                    return result
                 stage = "commit"
                 try:
                     trans.commit()
@@ -165,6 +204,11 @@ class Pool(Protocol):
 
     def do(self, thd: Callable[..., Any], *args: Any, **kw: Any) -> defer.Deferred: ...
 
+    def doRead(self, thd: Callable[..., Any], *args: Any, **kw: Any) -> defer.Deferred: ...
+
+    def doReplicaRead(self, thd: Callable[..., Any], *args: Any, **kw: Any
+                      ) -> defer.Deferred: ...
+
     def doWithEngine(self, function: Callable[..., Any], *args: Any, **kw: Any
                        ) -> defer.Deferred: ...
 
@@ -180,7 +224,8 @@ class DBThreadPool:
     """
 
     def __init__(
-        self, engine: sa.Engine, backend: Backend, threads: int, reactor: Any = None
+        self, engine: sa.Engine, backend: Backend, threads: int, reactor: Any = None,
+        replicas: Sequence[Replica] = (), maxReplicaLag: float = 30.0,
     ) -> None:
         if reactor is None:
             from twisted.internet import reactor as default_reactor
@@ -190,6 +235,9 @@ class DBThreadPool:
         self.backend = backend
         self.reactor = reactor
         self.retryWindow: float = RETRY_WINDOW
+        self.replicas = list(replicas)
+        self.maxReplicaLag = maxReplicaLag
+        self._turns = itertools.count()
         self._threadpool = threadpool.ThreadPool(minthreads=1, maxthreads=threads, name="crashdb")
         self._started = False
         self._stopped = False
@@ -216,6 +264,40 @@ class DBThreadPool:
         return self._defer(
             _runInTransaction, self.engine, self.backend, deadline, thd, args, kw
         )
+
+    def doRead(self, thd: Callable[..., Any], *args: Any, **kw: Any) -> defer.Deferred:
+        """``do`` for a ``thd`` that only reads: its transaction is rolled back, never
+        committed, so a lost connection is always retried (within the retry window)."""
+        deadline = time.monotonic() + self.retryWindow
+        return self._defer(
+            _runInTransaction, self.engine, self.backend, deadline, thd, args, kw, True
+        )
+
+    def doReplicaRead(self, thd: Callable[..., Any], *args: Any, **kw: Any) -> defer.Deferred:
+        """``doRead`` on a replica (round robin) whose lag is within ``maxReplicaLag``, checked
+        in the read's own transaction; on the primary when there is none. A replica that fails
+        or lags is skipped for ``REPLICA_PAUSE`` seconds and the read goes on elsewhere: the
+        caller never sees a replica's failure."""
+        deadline = time.monotonic() + self.retryWindow
+        return self._defer(self._readOnReplica, deadline, thd, args, kw)
+
+    def _readOnReplica(self, deadline: float, thd: Callable[..., T], args: tuple,
+                       kw: dict[str, Any]) -> T:
+        count = len(self.replicas)
+        first = next(self._turns) % count if count else 0
+        for replica in self.replicas[first:] + self.replicas[:first]:
+            if replica.skippedUntil > time.monotonic():
+                continue
+            try:  # no retry window on a replica: the primary is the fallback
+                return _runInTransaction(
+                    replica.engine, replica.backend, time.monotonic(), _fresh,
+                    (replica.backend, self.maxReplicaLag, thd, args, kw), {}, True)
+            except (_Stale, DatabaseUnavailableError, sa.exc.DBAPIError,
+                    sa.exc.TimeoutError) as error:
+                replica.skippedUntil = time.monotonic() + REPLICA_PAUSE
+                log.warning("replica %s skipped for %.0fs: %s", replica.name, REPLICA_PAUSE,
+                            _reason(error))
+        return _runInTransaction(self.engine, self.backend, deadline, thd, args, kw, True)
 
     def doWithEngine(self, function: Callable[..., Any], *args: Any, **kw: Any) -> defer.Deferred:
         """Run ``function(engine, *args, **kw)`` in a thread: for schema work, which manages
@@ -248,6 +330,8 @@ class DBThreadPool:
             self._shutdown_trigger = None
         if not self._started:
             self.engine.dispose()
+            for replica in self.replicas:
+                replica.engine.dispose()
             return defer.succeed(None)
         done: defer.Deferred = defer.Deferred()
 
@@ -259,6 +343,8 @@ class DBThreadPool:
             try:
                 self._threadpool.stop()  # waits for queued and running work
                 self.engine.dispose()
+                for replica in self.replicas:
+                    replica.engine.dispose()
             except Exception:
                 log.exception("error while stopping the database pool")
             finally:
@@ -293,6 +379,14 @@ class SynchronousDBPool:
         return self._call(
             _runInTransaction, self.engine, self.backend, deadline, thd, args, kw
         )
+
+    def doRead(self, thd: Callable[..., Any], *args: Any, **kw: Any) -> defer.Deferred:
+        deadline = time.monotonic() + self.retryWindow
+        return self._call(
+            _runInTransaction, self.engine, self.backend, deadline, thd, args, kw, True
+        )
+
+    doReplicaRead = doRead  # the fake has no replicas
 
     def doWithEngine(self, function: Callable[..., Any], *args: Any, **kw: Any) -> defer.Deferred:
         return self._call(lambda: function(self.engine, *args, **kw))

@@ -123,7 +123,7 @@ class ProcessorsConnectorComponent(DBConnectorComponent):
             row = conn.execute(sa.select(processors).where(processors.c.id == processorid)).first()
             return None if row is None else self._processorDict(row)
 
-        return self.db.pool.do(thd)
+        return self.db.pool.doRead(thd)
 
     def getProcessors(self) -> defer.Deferred:
         """Deferred of every processor's dict, ordered by id."""
@@ -132,7 +132,7 @@ class ProcessorsConnectorComponent(DBConnectorComponent):
             rows = conn.execute(sa.select(processors).order_by(processors.c.id))
             return [self._processorDict(row) for row in rows]
 
-        return self.db.pool.do(thd)
+        return self.db.pool.doRead(thd)
 
     @validatesInput
     def expireProcessors(

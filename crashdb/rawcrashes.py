@@ -78,7 +78,7 @@ class RawCrashesConnectorComponent(DBConnectorComponent):
                                columns=lambda source: [source.c.raw_crash])
             return None if row is None else row.raw_crash
 
-        return self.db.pool.do(thd)
+        return self.db.pool.doReplicaRead(thd)
 
     @validatesInput
     def getRawCrashes(
@@ -116,7 +116,7 @@ class RawCrashesConnectorComponent(DBConnectorComponent):
             )
             return self.rowsToDicts(conn.execute(query))
 
-        return self.db.pool.do(thd)
+        return self.db.pool.doReplicaRead(thd)
 
     @validatesInput
     def countRawCrashesBy(
@@ -141,4 +141,4 @@ class RawCrashesConnectorComponent(DBConnectorComponent):
                 counts[_hashable(value)] = counts.get(_hashable(value), 0) + count
             return counts
 
-        return self.db.pool.do(thd)
+        return self.db.pool.doReplicaRead(thd)

@@ -378,7 +378,7 @@ class ReportsConnectorComponent(DBConnectorComponent):
             row = latestByUuid(conn, self.db.backend, "reports", uuid, start, end)
             return None if row is None else dict(row._mapping)
 
-        return self.db.pool.do(thd)
+        return self.db.pool.doReplicaRead(thd)
 
     def _filtered(self, conn: sa.Connection, product, version, signature, start, end):
         source = self.readable(conn, "reports", start, end)
@@ -419,7 +419,7 @@ class ReportsConnectorComponent(DBConnectorComponent):
             )
             return self.rowsToDicts(conn.execute(query))
 
-        return self.db.pool.do(thd)
+        return self.db.pool.doReplicaRead(thd)
 
     @validatesInput
     def countReports(
@@ -438,4 +438,4 @@ class ReportsConnectorComponent(DBConnectorComponent):
             query = sa.select(sa.func.count()).select_from(source).where(*conditions)
             return conn.execute(query).scalar_one()
 
-        return self.db.pool.do(thd)
+        return self.db.pool.doReplicaRead(thd)

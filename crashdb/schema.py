@@ -39,4 +39,4 @@ class Model(DBConnectorComponent):
         def thd(conn: sa.Connection) -> bool:
             return migrate.currentVersion(conn) == migrate.headVersion()
 
-        return self.db.pool.do(thd)
+        return self.db.pool.doRead(thd)

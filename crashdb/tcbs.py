@@ -160,7 +160,7 @@ class TcbsConnectorComponent(DBConnectorComponent):
         def thd(conn: sa.Connection) -> list[dict[str, Any]]:
             return [self._rowToDict(row) for row in conn.execute(query)]
 
-        return self.db.pool.do(thd)
+        return self.db.pool.doReplicaRead(thd)
 
     @staticmethod
     def _rowToDict(row: sa.Row) -> dict[str, Any]:

@@ -118,7 +118,7 @@ class VersionsConnectorComponent(DBConnectorComponent):
                 .where(aliases.c.product == product, aliases.c.alias == wanted)
             ).scalar_one_or_none()
 
-        return self.db.pool.do(thd)
+        return self.db.pool.doRead(thd)
 
     @validatesInput
     def loadVersionMap(self, rows: Iterable[Any]) -> defer.Deferred:
@@ -157,7 +157,7 @@ class VersionsConnectorComponent(DBConnectorComponent):
                 query = query.where(versions.c.product == product)
             return self.rowsToDicts(conn.execute(query))
 
-        return self.db.pool.do(thd)
+        return self.db.pool.doRead(thd)
 
     def getVersionAliases(self, product: str | None = None) -> defer.Deferred:
         """Deferred of ``[{product, alias, version_id, version}]`` ordered by product, alias."""
@@ -174,7 +174,7 @@ class VersionsConnectorComponent(DBConnectorComponent):
                 query = query.where(aliases.c.product == product)
             return self.rowsToDicts(conn.execute(query))
 
-        return self.db.pool.do(thd)
+        return self.db.pool.doRead(thd)
 
     # -- helpers (run inside a thd) ---------------------------------------------------------------
 

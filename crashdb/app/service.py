@@ -18,6 +18,7 @@ from twisted.internet import defer, task
 from twisted.python import failure
 
 from crashdb.exceptions import CommitOutcomeUnknownError, NotClaimedError
+from crashdb.retry import TRANSIENT
 
 if TYPE_CHECKING:
     from crashdb.connector import DBConnector
@@ -35,6 +36,11 @@ def failureMessage(reason: failure.Failure) -> str:
     return message.replace("\x00", "\\x00")[:MESSAGE_LENGTH]
 
 
+class _Abandoned(Exception):  # noqa: N818 - internal signal
+    """A job left unfinished because the service stopped while the database was away: it is
+    not completed, and stopping releases its claim."""
+
+
 class ProcessorService(service.Service):
     """Claims jobs for the processor ``name`` and runs ``process(jobdict)`` on each.
 
@@ -50,6 +56,13 @@ class ProcessorService(service.Service):
 
     ``name`` must be unique among running processors (say ``host:directory``); a processor
     restarted under its old name first releases the claims its earlier run left behind.
+
+    A ``process`` call that fails because of the database, not the crash
+    (``DatabaseUnavailableError``, ``CommitOutcomeUnknownError``), is run again, the job still
+    claimed, after a pause that doubles from ``pollInterval`` up to ``maxPollInterval``; only
+    after ``databaseAttempts`` such failures is the job completed as failed, with a message
+    saying so. Retrying is safe because crashdb's writes are idempotent. Any other error fails
+    the job at once. (docs/processing.md, "When the database fails".)
     """
 
     def __init__(
@@ -64,6 +77,7 @@ class ProcessorService(service.Service):
         maxPollInterval: float = 10.0,
         stopTimeout: float | None = None,
         clock: Any = None,
+        databaseAttempts: int = 5,
     ) -> None:
         if batchSize < 1 or concurrency < 1:
             raise ValueError("batchSize and concurrency must be at least 1")
@@ -80,6 +94,7 @@ class ProcessorService(service.Service):
         self.pollInterval = pollInterval
         self.maxPollInterval = maxPollInterval
         self.stopTimeout = stopTimeout
+        self.databaseAttempts = databaseAttempts
         self.clock = clock
         self.processorid: int | None = None  # known once registered
         self.succeeded = 0  # jobs completed with success, since start
@@ -259,17 +274,44 @@ class ProcessorService(service.Service):
 
     def _start(self, job: dict[str, Any]) -> None:
         jobid = job["jobid"]
-        d = defer.maybeDeferred(self.process, job)
+        d = self._attempt(job)
         self._running[jobid] = d
         d.addCallbacks(lambda _: (True, None), self._processFailed, errbackArgs=(job,))
         d.addCallback(self._finished, jobid)
 
-    def _processFailed(self, reason: failure.Failure, job: dict[str, Any]) -> tuple[bool, str]:
+    @defer.inlineCallbacks
+    def _attempt(self, job: dict[str, Any]):
+        """``process(job)``, run again while it fails because of the database."""
+        delay = self.pollInterval
+        for attempt in range(1, self.databaseAttempts + 1):
+            try:
+                result = yield defer.maybeDeferred(self.process, job)
+                return result
+            except TRANSIENT as error:
+                if attempt == self.databaseAttempts:
+                    raise type(error)(f"gave up after {attempt} attempts, the database failing "
+                                      f"each time: {error}") from error
+                if not self.running:
+                    raise _Abandoned() from error
+                log.warning("job %s (%s): database error, running it again in %.1fs "
+                            "(attempt %d of %d): %s", job["jobid"], job["uuid"], delay,
+                            attempt + 1, self.databaseAttempts, error)
+                yield task.deferLater(self.clock, delay, lambda: None)
+                delay = min(delay * 2, self.maxPollInterval)
+
+    def _processFailed(self, reason: failure.Failure, job: dict[str, Any]
+                       ) -> tuple[bool, str] | None:
+        if reason.check(_Abandoned):
+            log.warning("job %s (%s) abandoned at stop while the database failed; its claim is "
+                        "released", job["jobid"], job["uuid"])
+            return None
         log.warning("job %s (%s) failed:\n%s", job["jobid"], job["uuid"], reason.getTraceback())
         return False, failureMessage(reason)
 
-    def _finished(self, outcome: tuple[bool, str | None], jobid: int) -> None:
+    def _finished(self, outcome: tuple[bool, str | None] | None, jobid: int) -> None:
         del self._running[jobid]
+        if outcome is None:  # abandoned: stopping releases the claim
+            return
         if self._stopped:
             log.warning("job %s finished after processor %s stopped; its claim was released and "
                         "its outcome is dropped", jobid, self.name)

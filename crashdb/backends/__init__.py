@@ -4,6 +4,7 @@ URL. Everything SQLite and PostgreSQL do differently lives in this package."""
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 
 import sqlalchemy as sa
 
@@ -23,6 +24,15 @@ BACKENDS: dict[str, type[Backend]] = {
 def resolveUrl(url: str | None) -> str:
     """The database URL: the caller's, else ``$CRASHDB_URL``, else the embedded default."""
     return url or os.environ.get("CRASHDB_URL") or DEFAULT_URL
+
+
+def resolveReplicaUrls(urls: Sequence[str] | str | None) -> list[str]:
+    """The replica URLs: the caller's, else ``$CRASHDB_REPLICA_URLS`` (comma-separated)."""
+    if urls is None:
+        urls = os.environ.get("CRASHDB_REPLICA_URLS", "")
+    if isinstance(urls, str):
+        urls = urls.split(",")
+    return [url.strip() for url in urls if url.strip()]
 
 
 def parseUrl(url: str) -> sa.URL:
@@ -70,4 +80,4 @@ def backendFor(engine: sa.Engine) -> Backend:
 
 
 __all__ = ["BACKENDS", "DEFAULT_URL", "Backend", "PostgresBackend", "SQLiteBackend",
-           "backendFor", "createEngine", "parseUrl", "resolveUrl"]
+           "backendFor", "createEngine", "parseUrl", "resolveReplicaUrls", "resolveUrl"]

@@ -193,6 +193,16 @@ class Backend(abc.ABC):
     ) -> dict[str, tuple[int | None, int | None]]:
         """``{name: (rows or None if unknown, bytes or None if unknown)}`` of the tables."""
 
+    # -- replicas -------------------------------------------------------------------------------
+
+    #: True if the database can have streaming read replicas crashdb may read from
+    supportsReplicas: ClassVar[bool] = False
+
+    def replicaLag(self, conn: sa.Connection) -> float | None:
+        """Seconds the replica behind ``conn`` lags its primary (0 when it has replayed all it
+        received and is streaming), or None when it cannot tell (nothing replayed yet)."""
+        raise NotImplementedError(f"{self.name} has no replicas")
+
     # -- schema upgrades ----------------------------------------------------------------------
 
     @abc.abstractmethod

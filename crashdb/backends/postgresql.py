@@ -270,5 +270,19 @@ class PostgresBackend(Backend):
         )
         return {name: (None if count < 0 else count, size) for name, count, size in rows}
 
+    supportsReplicas = True
+    #: a standby that has replayed all it received while streaming is current; otherwise its
+    #: lag is the age of the last transaction it replayed (None: none replayed yet)
+    REPLICA_LAG = (
+        "SELECT CASE"
+        " WHEN NOT pg_is_in_recovery() THEN 0"
+        " WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn()"
+        "  AND EXISTS (SELECT 1 FROM pg_stat_wal_receiver WHERE status = 'streaming') THEN 0"
+        " ELSE extract(epoch FROM now() - pg_last_xact_replay_timestamp())::float8 END"
+    )
+
+    def replicaLag(self, conn: sa.Connection) -> float | None:
+        return conn.exec_driver_sql(self.REPLICA_LAG).scalar()
+
     def lockForUpgrade(self, conn: sa.Connection) -> None:
         conn.execute(sa.select(sa.func.pg_advisory_xact_lock(ADVISORY_NAMESPACE, UPGRADE_LOCK_KEY)))

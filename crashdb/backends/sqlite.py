@@ -73,7 +73,9 @@ class SQLiteBackend(Backend):
 
         @sa.event.listens_for(engine, "begin")
         def onBegin(conn: sa.Connection) -> None:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            # a read takes no lock up front: in WAL mode it reads a snapshot beside the writer
+            read = conn.get_execution_options().get("crashdb_read_only", False)
+            conn.exec_driver_sql("BEGIN" if read else "BEGIN IMMEDIATE")
 
     def insert(self, table: sa.Table) -> Any:
         return sqlite.insert(table)

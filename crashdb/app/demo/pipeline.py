@@ -16,6 +16,7 @@ from crashdb.app.demo.processing import reportFromRawCrash
 from crashdb.app.progress import Progress
 from crashdb.exceptions import CrashDBError
 from crashdb.partitions import WEEK
+from crashdb.retry import retryIdempotent
 
 UTC = datetime.UTC
 DAY = datetime.timedelta(days=1)
@@ -112,10 +113,11 @@ class Demo:
         finally:
             for service in services:
                 await service.stopService()
-        made = self.result.processed - self.result.failed
+        made = len(self._ours) - self.result.failed
         self.out(f"collected {self.result.collected} crashes over {DEMO_DAYS} days; "
-                 f"{self.processors} processors made {made} reports"
-                 + (f" ({self.result.failed} crashes failed)" if self.result.failed else ""))
+                 f"{made} were made into reports"
+                 + (f"; {self.result.failed} crashes FAILED (see `crashdb` jobs' messages)"
+                    if self.result.failed else ""))
         self.result.days = _rollupDays(generator.start, now)
         await self._rollUp()
         await self._showTopCrashers(now.date() + DAY)
@@ -135,15 +137,19 @@ class Demo:
         semaphore = defer.DeferredSemaphore(COLLECTOR_CONCURRENCY)
         for start in range(0, len(crashes), COLLECTOR_BATCH):
             batch = crashes[start : start + COLLECTOR_BATCH]
+            # idempotent writes: a call whose outcome a database restart hid is sent again
             await defer.gatherResults(
-                [semaphore.run(self.db.rawcrashes.addRawCrash, uuid, received, raw)
+                [semaphore.run(self._send, self.db.rawcrashes.addRawCrash, uuid, received, raw)
                  for uuid, received, raw in batch],
                 consumeErrors=True,
             )
-            await self.db.jobs.addJobs([uuid for uuid, _, _ in batch])
+            await self._send(self.db.jobs.addJobs, [uuid for uuid, _, _ in batch])
             self.result.collected += len(batch)
             for service in services:
                 service.wakeUp()  # as a collector's notification would
+
+    def _send(self, call: Callable[..., defer.Deferred], *args: Any) -> defer.Deferred:
+        return defer.ensureDeferred(retryIdempotent(call, *args, clock=self.reactor))
 
     # -- the processors --
 
@@ -172,40 +178,36 @@ class Demo:
         uuid = job["uuid"]
         ours = uuid in self._ours
         try:
-            try:
-                day: datetime.datetime | None = dayOfUuid(uuid)
-            except ValueError:
-                day = None  # not a demo id: search every week
-            raw = await self.db.rawcrashes.getRawCrash(uuid, day)
-            if raw is None:
-                raise CrashDBError(f"no raw crash for {uuid}")
-            await self.db.reports.addReport(reportFromRawCrash(uuid, raw, name))
-        except Exception:
-            self.result.failed += ours
-            raise
-        finally:
-            if ours:
-                self.result.processed += 1
-                if self._progress is not None:
-                    self._progress.update(self.result.processed)
+            day: datetime.datetime | None = dayOfUuid(uuid)
+        except ValueError:
+            day = None  # not a demo id: search every week
+        raw = await self.db.rawcrashes.getRawCrash(uuid, day)
+        if raw is None:
+            raise CrashDBError(f"no raw crash for {uuid}")
+        await self.db.reports.addReport(reportFromRawCrash(uuid, raw, name))
+        if ours:
+            self.result.processed += 1
+            if self._progress is not None:
+                self._progress.update(self.result.processed)
 
     async def _waitForJobs(self) -> None:
-        """Until none of this run's jobs is left incomplete; CrashDBError if processing stalls
-        (say, a job held by a processor elsewhere that died and was never expired)."""
+        """Until the queue holds none of this run's jobs incomplete (whichever processors, of
+        this demo or another, completed them); then count the failed ones. CrashDBError if
+        processing stalls (say, a job held by a processor elsewhere that died and was never
+        expired)."""
         seen, lastChange = -1, time.monotonic()
         while True:
-            if self.result.processed >= len(self._ours):  # only then ask the database
-                pending = await self.db.jobs.getJobs(complete=False)
-                left = sum(job["uuid"] in self._ours for job in pending)
-                if not left:
-                    return
-            else:
-                left = len(self._ours) - self.result.processed
-            if self.result.processed != seen:
-                seen, lastChange = self.result.processed, time.monotonic()
+            pending = await self.db.jobs.getJobs(complete=False)
+            left = sum(job["uuid"] in self._ours for job in pending)
+            if not left:
+                break
+            if left != seen:
+                seen, lastChange = left, time.monotonic()
             elif time.monotonic() - lastChange > STALL_SECONDS:
                 raise CrashDBError(f"processing stalled: {left} jobs of this run left incomplete")
-            await task.deferLater(self.reactor, POLL_SECONDS, lambda: None)
+            await task.deferLater(self.reactor, POLL_SECONDS * 5, lambda: None)
+        done = await self.db.jobs.getJobs(complete=True)
+        self.result.failed = sum(job["uuid"] in self._ours and not job["success"] for job in done)
 
     # -- the rollup and the report --
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from crashdb.app.cli import UsageError, addDbArgument, runDeferred
 from crashdb.app.demo import DEFAULT_CRASHES, DEFAULT_PROCESSORS, runDemo
@@ -30,4 +31,8 @@ def run(args: argparse.Namespace) -> int:
     result = runDeferred(
         lambda reactor: runDemo(reactor, args.db, args.crashes, args.processors, args.seed)
     )
+    if result.failed:
+        print(f"crashdb: error: {result.failed} crashes of this run failed to process",
+              file=sys.stderr)
+        return 1
     return 0 if result.collected else 1

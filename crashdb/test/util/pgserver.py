@@ -226,6 +226,29 @@ class PostgresServer:
             conn.close()
         return self.databaseUrl(name)
 
+    def startReplica(self) -> PostgresServer:
+        """A streaming hot standby of this (running) server, started on a port of its own:
+        ``pg_basebackup -R`` into a new directory. The caller cleans it up."""
+        replica = PostgresServer()
+        replica.settings = dict(self.settings)
+        replica._prepareDirectory()
+        result = replica._run(
+            [self._binary("pg_basebackup"), "--pgdata", replica.pgdata, "--host", "127.0.0.1",
+             "--port", str(self.port), "--username", "postgres", "--write-recovery-conf",
+             "--wal-method", "stream", "--checkpoint", "fast", "--no-sync"],
+            timeout=self.startTimeout,
+        )
+        if result.returncode != 0:
+            replica.cleanup()
+            raise RuntimeError(f"pg_basebackup failed ({result.returncode}):\n{_output(result)}")
+        directory = replica._requireDirectory()
+        with open(os.path.join(replica.pgdata, "postgresql.conf"), "a") as conf:
+            socketDir = directory if len(directory) < _MAX_SOCKET_DIR else ""
+            conf.write(f"\nunix_socket_directories = {_quoteSetting(socketDir)}\n"
+                       "hot_standby = on\n")
+        replica.start()
+        return replica
+
     def __enter__(self) -> PostgresServer:
         self.start()
         return self
