@@ -188,7 +188,7 @@ class TcbsConnectorComponent(DBConnectorComponent):
             return [{"product": product, "versions": sorted(products[product], reverse=True)}
                     for product in sorted(products)]
 
-        return self.db.pool.do(thd)
+        return self.db.pool.doReplicaRead(thd)
 
     @validatesInput
     def getDailyCounts(
@@ -236,4 +236,4 @@ class TcbsConnectorComponent(DBConnectorComponent):
                     counts[signature][(day - start_day).days] = int(count)
             return counts
 
-        return self.db.pool.do(thd)
+        return self.db.pool.doReplicaRead(thd)

@@ -70,7 +70,7 @@ class TokensConnectorComponent(DBConnectorComponent):
             query = sa.select(tokens.c.name, tokens.c.created_at).order_by(tokens.c.name)
             return self.rowsToDicts(conn.execute(query))
 
-        return self.db.pool.do(thd)
+        return self.db.pool.doRead(thd)
 
     @validatesInput
     def revokeToken(self, name: str) -> defer.Deferred:
@@ -85,7 +85,8 @@ class TokensConnectorComponent(DBConnectorComponent):
 
     def checkToken(self, token: str | None) -> defer.Deferred:
         """Deferred of the name of the stored token equal to ``token``, or None: every stored
-        hash is compared in constant time, and all of them are compared."""
+        hash is compared in constant time, and all of them are compared. It reads the primary,
+        never a replica, so a revoked token stops working at once."""
         if not isinstance(token, str) or not token:
             return defer.succeed(None)
         presented = tokenHash(token).encode("ascii")
@@ -98,4 +99,4 @@ class TokensConnectorComponent(DBConnectorComponent):
                     found = name
             return found
 
-        return self.db.pool.do(thd)
+        return self.db.pool.doRead(thd)

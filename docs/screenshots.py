@@ -58,9 +58,9 @@ def main() -> int:
         finally:
             browser.quit()
             errors = site.server.stop()
-            if "Traceback" in errors:
-                print(errors, file=sys.stderr)
-                return 1
+    if "Traceback" in errors:
+        print(errors, file=sys.stderr)
+        return 1
     return 0
 
 

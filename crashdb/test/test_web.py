@@ -223,3 +223,10 @@ def test_tokens_command_lists_and_revokes(site):
     missing = crashdbCommand("tokens", "revoke", "short-lived", "--db", site.url)
     assert missing.returncode == 1
     assert missing.stderr.strip() == "crashdb: error: no token named 'short-lived'"
+
+
+def test_serve_passes_replicas_to_the_connector(site):
+    refused = crashdbCommand("serve", "--db", site.url, "--replica", site.url, "--port", "0")
+    assert refused.returncode == 1
+    assert refused.stderr.startswith("crashdb: error: field 'replica_urls': ")
+    assert len(refused.stderr.strip().splitlines()) == 1

@@ -16,6 +16,9 @@ HELP = "serve the crash-stats pages and JSON API over HTTP (read-only; 127.0.0.1
 
 def addArguments(parser: argparse.ArgumentParser) -> None:
     addDbArgument(parser)
+    parser.add_argument("--replica", action="append", metavar="URL",
+                        help="a PostgreSQL streaming replica to read from (repeatable; default "
+                             "$CRASHDB_REPLICA_URLS)")
     parser.add_argument("--port", type=int, default=8000, metavar="N",
                         help="TCP port (default 8000; 0 picks a free one)")
     parser.add_argument("--interface", default="127.0.0.1", metavar="ADDRESS",
@@ -28,7 +31,7 @@ async def serve(reactor, args: argparse.Namespace) -> None:
 
     if not 0 <= args.port <= 65535:
         raise UsageError("--port must be from 0 to 65535")
-    db = DBConnector(args.db, reactor=reactor)
+    db = DBConnector(args.db, reactor=reactor, replica_urls=args.replica)
     try:
         await db.setup()
         endpoint = endpoints.TCP4ServerEndpoint(reactor, args.port, interface=args.interface)
