@@ -17,6 +17,7 @@ from crashdb.pool import DBThreadPool
 from crashdb.processors import ProcessorsConnectorComponent
 from crashdb.rawcrashes import RawCrashesConnectorComponent
 from crashdb.reports import ReportsConnectorComponent
+from crashdb.search import SearchConnectorComponent
 from crashdb.tcbs import TcbsConnectorComponent
 from crashdb.versions import VersionsConnectorComponent
 
@@ -48,6 +49,7 @@ class DBConnector:
         self.jobs = JobsConnectorComponent(self)
         self.tcbs = TcbsConnectorComponent(self)
         self.versions = VersionsConnectorComponent(self)
+        self.search = SearchConnectorComponent(self)
 
     @defer.inlineCallbacks
     def setup(self, check_version: bool = True):
