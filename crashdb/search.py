@@ -244,12 +244,11 @@ class _PostgresSql:
         return term.collate("C").ilike(pattern, escape="\\")
 
     @staticmethod
-    def rawText(column: sa.ColumnElement, key: str) -> sa.ColumnElement[str]:
+    def rawText(column: sa.ColumnElement, key: str) -> tuple[sa.ColumnElement[str], Any]:
         value = sa.type_coerce(column, postgresql.JSONB())[key]
-        return sa.case(
-            (sa.func.jsonb_typeof(value).in_(("array", "object")), sa.null()),
-            else_=value.astext,
-        )
+        # ->> gives arrays and objects as JSON text too: the second condition leaves them out.
+        # Apart, so that a filter tests it only on rows whose text already matched.
+        return value.astext, sa.func.jsonb_typeof(value).not_in(("array", "object"))
 
     @staticmethod
     def sameWeek(a: sa.ColumnElement, b: sa.ColumnElement) -> sa.ColumnElement[bool]:
@@ -270,7 +269,7 @@ class _SQLiteSql:
         return term.like(pattern, escape="\\")  # SQLite's LIKE folds ASCII letters only
 
     @staticmethod
-    def rawText(column: sa.ColumnElement, key: str) -> sa.ColumnElement[str]:
+    def rawText(column: sa.ColumnElement, key: str) -> tuple[sa.ColumnElement[str], Any]:
         path = f'$."{key}"'
         literal = column.op("->")(path)  # a number's text as written in the JSON
         text = sa.case(
@@ -279,7 +278,7 @@ class _SQLiteSql:
             value=sa.func.json_type(column, path),
             else_=sa.null(),
         )
-        return sa.type_coerce(text, sa.String)
+        return sa.type_coerce(text, sa.String), None  # NULL already for arrays and objects
 
     @staticmethod
     def sameWeek(a: sa.ColumnElement, b: sa.ColumnElement) -> sa.ColumnElement[bool]:
@@ -323,24 +322,26 @@ class _Query:
                 self.conn, parent, self.search.start, self.search.end)
         return self.linked[parent]
 
-    def linkedTerm(self, field: Field, r: Any) -> tuple[sa.FromClause, list, sa.ColumnElement]:
+    def linkedTerm(self, field: Field, r: Any) -> tuple[sa.FromClause, list, sa.ColumnElement,
+                                                        Any]:
         """For a field kept outside ``reports``: the FROM clause holding it, the conditions
-        tying its rows to the report ``r``, and the term's expression."""
+        tying its rows to the report ``r``, the term's expression, and a condition the term
+        must also meet to count as set (or None)."""
         first, last = self.search.weekBounds
         if field.source == "addon":
             extensions = self.table("extensions")
             link = [extensions.c.report_id == r.id]
-            return extensions, self._inWeeks(extensions, link), extensions.c.extension_id
+            return extensions, self._inWeeks(extensions, link), extensions.c.extension_id, None
         if field.source == "plugin":
             plugins = self.table("plugins_reports")
             joined = plugins.join(model.plugins, model.plugins.c.id == plugins.c.plugin_id)
             link = [plugins.c.report_id == r.id]
-            return joined, self._inWeeks(plugins, link), model.plugins.c.filename
+            return joined, self._inWeeks(plugins, link), model.plugins.c.filename, None
         raw = self.table("raw_crashes")
         link = [raw.c.uuid == r.uuid]
         if first + WEEK < last:  # one week's bounds already make it the report's week
             link.append(self.sql.sameWeek(raw.c.date_processed, r.date_processed))
-        return raw, self._inWeeks(raw, link), self.sql.rawText(raw.c.raw_crash, field.key)
+        return raw, self._inWeeks(raw, link), *self.sql.rawText(raw.c.raw_crash, field.key)
 
     def _inWeeks(self, table: sa.FromClause, link: list) -> list:
         first, last = self.search.weekBounds
@@ -370,9 +371,10 @@ class _Query:
             term = r[field.key]
             found = self.matches(term, field, positive, value)
             return sa.or_(term.is_(None), sa.not_(found)) if negated else found
-        source, link, term = self.linkedTerm(field, r)
+        source, link, term, isSet = self.linkedTerm(field, r)
         found = sa.exists(sa.select(sa.literal(1)).select_from(source).where(
-            *link, self.matches(term, field, positive, value)))
+            *link, self.matches(term, field, positive, value),
+            *(() if isSet is None else (isSet,))))
         return sa.not_(found) if negated else found
 
     # -- the statements ----------------------------------------------------------------------
@@ -388,7 +390,9 @@ class _Query:
             term = r[column]
             if COLUMN_KINDS[column] == "string":
                 term = self.strategy.codePointOrder(term)
-            order.append((term.desc() if descending else term.asc()).nulls_last())
+            term = term.desc() if descending else term.asc()
+            # date_processed is never NULL within the range: its index gives the order as is
+            order.append(term if column == "date_processed" else term.nulls_last())
         query = (
             sa.select(*(r[name] for name in self.search.columns))
             .where(*self.where)
@@ -417,7 +421,9 @@ class _Query:
         else:
             matching = sa.select(r.id, r.uuid, r.date_processed).where(*self.where) \
                 .subquery("matching")
-            source, link, term = self.linkedTerm(field, matching.c)
+            source, link, term, isSet = self.linkedTerm(field, matching.c)
+            if isSet is not None:
+                term = sa.case((isSet, term), else_=sa.null())
             terms = (
                 sa.select(matching.c.id, term.label("term"))
                 .select_from(matching.outerjoin(source, sa.and_(*link)))

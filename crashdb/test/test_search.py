@@ -358,6 +358,10 @@ def test_raw_values_compare_as_text(db):
     assert result["total"] == 2
     result = yield db.search.search(MONDAY, MONDAY + WEEK, [("raw.N", ">", "12")])
     assert result["total"] == 2  # "false" and "true" sort after "12" as text
+    result = yield db.search.search(MONDAY, MONDAY + WEEK, [("raw.N", "~", "1")])
+    assert result["total"] == 4  # not [1] nor {"a": 1}: arrays and objects are unset
+    result = yield db.search.search(MONDAY, MONDAY + WEEK, [("raw.N", "exists", True)])
+    assert result["total"] == 7
 
 
 @pytest_twisted.inlineCallbacks
