@@ -62,6 +62,10 @@ UPTIME_LONGEST = "> 1 hour"
 MAX_LIMIT = 10_000
 MAX_FACET_SIZE = 10_000
 MAX_VALUES = 500  # values in one `=` or `!=` list
+MAX_FILTERS = 50  # so that a statement's bound values stay under SQLite's limit (32766)
+MAX_FACETS = 50
+MAX_HISTOGRAM_DAYS = 3660
+YEARS = (1000, 9000)  # datetimes from 1000 to 8999: no overflow converting zones or weeks
 
 
 def _columnKind(column: sa.Column) -> str:
@@ -115,6 +119,14 @@ class Filter:
     value: Any  # a tuple of values for = and !=, a bool for exists, else one value
 
 
+def requireMoment(value: Any, field: str) -> None:
+    """InvalidInputError unless ``value`` is an aware datetime of the years crashdb searches."""
+    requireDatetime(value, field)
+    if not YEARS[0] <= value.year < YEARS[1]:
+        raise InvalidInputError(f"expected a year from {YEARS[0]} to {YEARS[1] - 1}",
+                                field=field)
+
+
 def _checkValue(field: Field, value: Any) -> None:
     if field.kind == "string":
         if type(value) is not str:
@@ -122,10 +134,15 @@ def _checkValue(field: Field, value: Any) -> None:
                                     field=field.name)
         if "\x00" in value:
             raise InvalidInputError("contains a NUL character", field=field.name)
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidInputError("not valid Unicode text (a lone surrogate)",
+                                    field=field.name) from None
     elif field.kind == "integer":
         requireInteger(value, field.name)
     elif field.kind == "datetime":
-        requireDatetime(value, field.name)
+        requireMoment(value, field.name)
     elif type(value) is not bool:
         raise InvalidInputError(f"expected a boolean, got {type(value).__name__}",
                                 field=field.name)
@@ -157,9 +174,11 @@ def parseFilter(triple: Any) -> Filter:
     return Filter(field, op, value)
 
 
-def _sequence(value: Any, argument: str) -> Sequence[Any]:
+def _sequence(value: Any, argument: str, longest: int) -> Sequence[Any]:
     if not isinstance(value, list | tuple):
         raise InvalidInputError(f"expected a list, got {type(value).__name__}", field=argument)
+    if len(value) > longest:
+        raise InvalidInputError(f"at most {longest}", field=argument)
     return value
 
 
@@ -209,20 +228,24 @@ class Search:
 
 def parseSearch(start, end, filters, facets, facet_size, columns, sort, limit, offset) -> Search:
     """Every argument of ``search``, checked; InvalidInputError naming the first bad one."""
-    requireDatetime(start, "start")
-    requireDatetime(end, "end")
+    requireMoment(start, "start")
+    requireMoment(end, "end")
     if not start < end:
         raise InvalidInputError("must be after start", field="end")
-    parsedFilters = tuple(parseFilter(triple) for triple in _sequence(filters, "filters"))
-    parsedFacets = tuple((name, parseFacet(name)) for name in _sequence(facets, "facets"))
+    parsedFilters = tuple(parseFilter(triple)
+                          for triple in _sequence(filters, "filters", MAX_FILTERS))
+    parsedFacets = tuple((name, parseFacet(name))
+                         for name in _sequence(facets, "facets", MAX_FACETS))
+    if HISTOGRAM_DAY in facets and end - start > MAX_HISTOGRAM_DAYS * DAY:
+        raise InvalidInputError(f"at most {MAX_HISTOGRAM_DAYS} days", field=HISTOGRAM_DAY)
     _count(facet_size, "facet_size", 1, MAX_FACET_SIZE)
     if columns is None:
         columns = DEFAULT_COLUMNS
-    for name in _sequence(columns, "columns"):
+    for name in _sequence(columns, "columns", len(REPORT_COLUMNS)):
         if not isinstance(name, str) or name not in COLUMN_KINDS:
             raise InvalidInputError("hits show report columns",
                                     field=name if isinstance(name, str) else "columns")
-    parsedSort = tuple(parseSort(key) for key in _sequence(sort, "sort"))
+    parsedSort = tuple(parseSort(key) for key in _sequence(sort, "sort", len(REPORT_COLUMNS)))
     _count(limit, "limit", 0, MAX_LIMIT)
     _count(offset, "offset", 0, 2**31 - 1)
     return Search(start.astimezone(UTC), end.astimezone(UTC), parsedFilters, parsedFacets,

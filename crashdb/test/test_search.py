@@ -471,7 +471,11 @@ HOSTILE = ["'; DROP TABLE reports; --", 'raw."x"', "raw.", "raw." + "a" * 65, "r
            "-", "", "--", "uptime)", "raw.ä", "_histogram.week", "_cardinality.uuid",
            "addon'", "reports.id", "1=1"]
 ODD_VALUES = [None, 2**40, -(2**70), 1.5, float("nan"), b"bytes", object(), {"a": 1}, [], [[1]],
-              "\x00", "x" * 10_000, True, MONDAY.replace(tzinfo=None), datetime.date(2012, 1, 1)]
+              "\x00", "\ud800", "x" * 10_000, True, MONDAY.replace(tzinfo=None),
+              datetime.date(2012, 1, 1), ["x"] * 501, [("signature", "=", "x")] * 51,
+              datetime.datetime(1, 1, 1, tzinfo=datetime.timezone(datetime.timedelta(hours=5))),
+              datetime.datetime(9999, 12, 31, 23, tzinfo=UTC),
+              MONDAY + datetime.timedelta(days=4000)]
 
 
 def hostileCalls():
@@ -488,6 +492,7 @@ def hostileCalls():
         yield {**good, "filters": [bad]}
         yield {**good, "filters": bad}
         yield {**good, "facets": [bad]}
+        yield {**good, "facets": ["_histogram.day"], "end": bad}
         yield {**good, "facets": bad}
         yield {**good, "columns": [bad]}
         yield {**good, "sort": [bad]}
