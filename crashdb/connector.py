@@ -18,6 +18,7 @@ from crashdb.processors import ProcessorsConnectorComponent
 from crashdb.rawcrashes import RawCrashesConnectorComponent
 from crashdb.reports import ReportsConnectorComponent
 from crashdb.schema import Model
+from crashdb.search import SearchConnectorComponent
 from crashdb.tcbs import TcbsConnectorComponent
 from crashdb.tokens import TokensConnectorComponent
 from crashdb.versions import VersionsConnectorComponent
@@ -68,6 +69,7 @@ class DBConnector:
         self.tcbs = TcbsConnectorComponent(self)
         self.versions = VersionsConnectorComponent(self)
         self.tokens = TokensConnectorComponent(self)
+        self.search = SearchConnectorComponent(self)
 
     @defer.inlineCallbacks
     def setup(self, check_version: bool = True) -> Any:
