@@ -7,6 +7,7 @@ from typing import Any
 from twisted.internet import defer
 
 from crashdb import dialects
+from crashdb.crashrates import CrashRatesConnectorComponent
 from crashdb.exceptions import DatabaseNotReadyError
 from crashdb.extensions import ExtensionsConnectorComponent
 from crashdb.jobs import JobsConnectorComponent
@@ -48,6 +49,7 @@ class DBConnector:
         self.jobs = JobsConnectorComponent(self)
         self.tcbs = TcbsConnectorComponent(self)
         self.versions = VersionsConnectorComponent(self)
+        self.crashrates = CrashRatesConnectorComponent(self)
 
     @defer.inlineCallbacks
     def setup(self, check_version: bool = True):
