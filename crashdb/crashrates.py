@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import datetime
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -31,8 +31,15 @@ from crashdb.tcbs import DAY, DEFAULT_PERIOD, requireDay
 from crashdb.validation import requireString
 
 UTC = datetime.UTC
-PRODUCT_LENGTH = model.product_adu.c.product.type.length
-VERSION_LENGTH = model.product_adu.c.version.type.length
+
+
+def _length(column: sa.Column) -> int | None:
+    kind = column.type
+    return kind.length if isinstance(kind, sa.String) else None
+
+
+PRODUCT_LENGTH = _length(model.product_adu.c.product)
+VERSION_LENGTH = _length(model.product_adu.c.version)
 MAX_ADU = 2**63 - 1  # a PostgreSQL bigint
 ADU_KEYS = ("day", "product", "version", "adu")
 
@@ -125,7 +132,7 @@ def _sqrt(conn: sa.Connection, value: sa.ColumnElement) -> sa.ColumnElement[floa
     return sa.func.sqrt(value, type_=sa.Double)
 
 
-def _sumSeries(values: list[sa.ColumnElement]) -> sa.ColumnElement[float]:
+def _sumSeries(values: Sequence[sa.ColumnElement]) -> sa.ColumnElement[float]:
     """``values[0] + values[1] + ...``, added left to right in that order on every backend."""
     total = values[0]
     for value in values[1:]:
@@ -294,7 +301,7 @@ class CrashRatesConnectorComponent(DBConnectorComponent):
     def _dailyRatesQuery(
         self, product: str, version: str | None, first: datetime.date, end: datetime.date
     ) -> sa.Select:
-        """One row per day with crashes or ADU in [first, end): crashes, adjusted, adu, per_100_adu."""
+        """A row per day of [first, end) having crashes or ADU, with its rates."""
         tcbs, usage = model.tcbs, model.product_adu
         crashes = sa.select(
             tcbs.c.day, tcbs.c.count.label("crashes"), sa.null().cast(sa.BigInteger).label("adu")
