@@ -132,6 +132,14 @@ def _sqrt(conn: sa.Connection, value: sa.ColumnElement) -> sa.ColumnElement[floa
     return sa.func.sqrt(value, type_=sa.Double)
 
 
+def _fenced(query: sa.Select) -> sa.Select:
+    """``query`` as a subquery the planner computes once per row instead of merging it into the
+    outer query: ``OFFSET 0`` stops PostgreSQL's subquery pull-up and SQLite's flattening,
+    which would copy every expression of the layers below into each use above it (the
+    scores use each rate dozens of times)."""
+    return query.offset(0)
+
+
 def _sumSeries(values: Sequence[sa.ColumnElement]) -> sa.ColumnElement[float]:
     """``values[0] + values[1] + ...``, added left to right in that order on every backend."""
     total = values[0]
@@ -390,7 +398,8 @@ class CrashRatesConnectorComponent(DBConnectorComponent):
                 (known, _double(FLOOR * PER_MILLION) / scale.c[f"a{WINDOW_DAYS - 1}"]),
                 else_=_double(FLOOR),
             ).label("m"),
-        ).select_from(counts.join(scale, sa.true())).subquery("rates")
+        ).select_from(counts.join(scale, sa.true()))
+        rates = _fenced(rates).subquery("rates")
 
         r = [rates.c[f"r{k}"] for k in range(WINDOW_DAYS)]
         stats = sa.select(
@@ -399,7 +408,8 @@ class CrashRatesConnectorComponent(DBConnectorComponent):
             _greatest(dialect, *r[:9]).label("max9"),
             (_sumSeries(r[7:]) / _double(3.0)).label("mean3"),
             (_sumSeries(r[:7]) / _double(7.0)).label("mean7"),
-        ).subquery("stats")
+        )
+        stats = _fenced(stats).subquery("stats")
 
         s = stats.c
         deviations = [(s[f"r{k}"] - s.mean7) * (s[f"r{k}"] - s.mean7) for k in range(7)]
@@ -417,7 +427,8 @@ class CrashRatesConnectorComponent(DBConnectorComponent):
             *(s[f"c{k}"] for k in range(WINDOW_DAYS)),
             oneDay.label("one_day"),
             threeDay.label("three_day"),
-        ).subquery("scores")
+        )
+        scores = _fenced(scores).subquery("scores")
 
         return (
             sa.select(scores)
