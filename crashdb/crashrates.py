@@ -344,12 +344,55 @@ class CrashRatesConnectorComponent(DBConnectorComponent):
         version: str | None,
         limit: int,
     ) -> sa.Select:
-        """The explosiveness of ``day``'s signatures, in one statement (see the module's doc).
-
-        ``c0``…``c9`` are a signature's crashes on day−9 … day, ``a0``…``a9`` the ADU of those
-        days, ``r0``…``r9`` the rates compared (per million ADU, or the counts themselves).
-        """
+        """The explosiveness of ``day``'s signatures, in one statement (see the module's doc):
+        from each signature's ten rates, the means, maximum and deviation, then the scores."""
         dialect = conn.dialect.name
+        rates = self._tenDayRates(product, day, version)
+        r = [rates.c[f"r{k}"] for k in range(WINDOW_DAYS)]
+        statsQuery = sa.select(
+            rates,
+            (_sumSeries(r[:9]) / _double(9.0)).label("mean9"),
+            _greatest(dialect, *r[:9]).label("max9"),
+            (_sumSeries(r[7:]) / _double(3.0)).label("mean3"),
+            (_sumSeries(r[:7]) / _double(7.0)).label("mean7"),
+        )
+        stats = _fenced(statsQuery).subquery("stats")
+
+        s = stats.c
+        deviations = [(s[f"r{k}"] - s.mean7) * (s[f"r{k}"] - s.mean7) for k in range(7)]
+        stddev7 = _sqrt(conn, _sumSeries(deviations) / _double(6.0))
+        oneDay = sa.case(
+            (s.r9 > MIN_RATE, (s.r9 - s.mean9) / _greatest(dialect, s.max9 - s.mean9, s.m)),
+            else_=_double(0.0),
+        )
+        threeDay = sa.case(
+            (s.mean3 > MIN_RATE, (s.mean3 - s.mean7) / _greatest(dialect, stddev7, s.m)),
+            else_=_double(0.0),
+        )
+        scoresQuery = sa.select(
+            s.signature,
+            *(s[f"c{k}"] for k in range(WINDOW_DAYS)),
+            oneDay.label("one_day"),
+            threeDay.label("three_day"),
+        )
+        scores = _fenced(scoresQuery).subquery("scores")
+
+        return (
+            sa.select(scores)
+            .where(sa.or_(scores.c.one_day > 0, scores.c.three_day > 0))
+            .order_by(
+                _greatest(dialect, scores.c.one_day, scores.c.three_day).desc(),
+                self.db.strategy.codePointOrder(scores.c.signature),
+            )
+            .limit(limit)
+        )
+
+    def _tenDayRates(
+        self, product: str, day: datetime.date, version: str | None
+    ) -> sa.Subquery:
+        """A row per signature with crashes on ``day``: ``c0``…``c9``, its crashes on day−9 …
+        day; ``r0``…``r9``, the rates compared (per million ADU when the ten days' ADU
+        ``a0``…``a9`` are all known, else the counts themselves); ``m``, the floor."""
         first = day - (WINDOW_DAYS - 1) * DAY
         days = [first + offset * DAY for offset in range(WINDOW_DAYS)]
         tcbs, usage = model.tcbs, model.product_adu
@@ -385,7 +428,7 @@ class CrashRatesConnectorComponent(DBConnectorComponent):
         )
 
         known = scale.c.known_days == WINDOW_DAYS
-        rates = sa.select(
+        ratesQuery = sa.select(
             counts,
             *(
                 sa.case(
@@ -399,46 +442,8 @@ class CrashRatesConnectorComponent(DBConnectorComponent):
                 else_=_double(FLOOR),
             ).label("m"),
         ).select_from(counts.join(scale, sa.true()))
-        rates = _fenced(rates).subquery("rates")
+        return _fenced(ratesQuery).subquery("rates")
 
-        r = [rates.c[f"r{k}"] for k in range(WINDOW_DAYS)]
-        stats = sa.select(
-            rates,
-            (_sumSeries(r[:9]) / _double(9.0)).label("mean9"),
-            _greatest(dialect, *r[:9]).label("max9"),
-            (_sumSeries(r[7:]) / _double(3.0)).label("mean3"),
-            (_sumSeries(r[:7]) / _double(7.0)).label("mean7"),
-        )
-        stats = _fenced(stats).subquery("stats")
-
-        s = stats.c
-        deviations = [(s[f"r{k}"] - s.mean7) * (s[f"r{k}"] - s.mean7) for k in range(7)]
-        stddev7 = _sqrt(conn, _sumSeries(deviations) / _double(6.0))
-        oneDay = sa.case(
-            (s.r9 > MIN_RATE, (s.r9 - s.mean9) / _greatest(dialect, s.max9 - s.mean9, s.m)),
-            else_=_double(0.0),
-        )
-        threeDay = sa.case(
-            (s.mean3 > MIN_RATE, (s.mean3 - s.mean7) / _greatest(dialect, stddev7, s.m)),
-            else_=_double(0.0),
-        )
-        scores = sa.select(
-            s.signature,
-            *(s[f"c{k}"] for k in range(WINDOW_DAYS)),
-            oneDay.label("one_day"),
-            threeDay.label("three_day"),
-        )
-        scores = _fenced(scores).subquery("scores")
-
-        return (
-            sa.select(scores)
-            .where(sa.or_(scores.c.one_day > 0, scores.c.three_day > 0))
-            .order_by(
-                _greatest(dialect, scores.c.one_day, scores.c.three_day).desc(),
-                self.db.strategy.codePointOrder(scores.c.signature),
-            )
-            .limit(limit)
-        )
 
     # -- rows to dicts ----------------------------------------------------------------------------
 
