@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import datetime
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -125,9 +125,9 @@ def _sqrt(conn: sa.Connection, value: sa.ColumnElement) -> sa.ColumnElement[floa
     math functions, so there Python's (the same IEEE square root) is registered on the
     connection."""
     if conn.dialect.name == "sqlite":
-        conn.connection.driver_connection.create_function(  # type: ignore[union-attr]
-            "crashdb_sqrt", 1, math.sqrt, deterministic=True
-        )
+        sqlite = conn.connection.driver_connection
+        assert sqlite is not None  # an open connection has its driver's
+        sqlite.create_function("crashdb_sqrt", 1, math.sqrt, deterministic=True)
         return sa.func.crashdb_sqrt(value, type_=sa.Double)
     return sa.func.sqrt(value, type_=sa.Double)
 
@@ -151,9 +151,9 @@ def _sumSeries(values: Sequence[sa.ColumnElement]) -> sa.ColumnElement[float]:
 class CrashRatesConnectorComponent(DBConnectorComponent):
     """Usage figures, throttles, crash rates and explosive signatures of each product."""
 
-    def addAdu(self, rows: Iterable[dict[str, Any]]) -> defer.Deferred:
-        """Store ``{day, product, version, adu}`` rows; Deferred of the number of distinct
-        (day, product, version) stored.
+    def addAdu(self, rows: Sequence[dict[str, Any]]) -> defer.Deferred:
+        """Store ``{day, product, version, adu}`` rows (a list); Deferred of the number of
+        distinct (day, product, version) stored.
 
         A row for a (day, product, version) already stored replaces it, as does a later row of
         the same batch. All or nothing: a bad row raises InvalidInputError naming its ``index``
@@ -161,15 +161,12 @@ class CrashRatesConnectorComponent(DBConnectorComponent):
         """
         latest: dict[tuple[datetime.date, str, str], int] = {}
         try:
-            if isinstance(rows, dict | str | bytes):
+            if not isinstance(rows, list | tuple):
                 raise InvalidInputError(f"expected a list of rows, got {type(rows).__name__}")
             for index, row in enumerate(rows):
                 day, product, version, adu = _aduRow(row, index)
-                latest.pop((day, product, version), None)  # the later row's position wins
                 latest[(day, product, version)] = adu
-        except (InvalidInputError, TypeError) as error:
-            if isinstance(error, TypeError):
-                error = InvalidInputError(f"expected a list of rows: {error}")
+        except InvalidInputError as error:
             return defer.fail(error)
         values = [
             {"day": day, "product": product, "version": version, "adu": adu}

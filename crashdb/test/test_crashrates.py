@@ -437,3 +437,17 @@ def test_a_bad_throttle_is_rejected(db, throttle):
         yield db.crashrates.setThrottle("Firefox", throttle)
     assert raised.value.field == "throttle"
     assert (yield db.crashrates.getThrottle("Firefox")) == 1.0
+
+
+@pytest.mark.parametrize("rows,index", [
+    (GOOD_ADU, None),
+    (None, None),
+    ((row for row in [GOOD_ADU]), None),
+    ([GOOD_ADU, ["2012-10-22", "Firefox", "16.0", 5]], 1),
+])
+@pytest_twisted.inlineCallbacks
+def test_add_adu_wants_a_list_of_dicts(db, rows, index):
+    with pytest.raises(InvalidInputError) as raised:
+        yield db.crashrates.addAdu(rows)
+    assert raised.value.index == index
+    assert (yield readAdu(db)) == []
