@@ -2,14 +2,15 @@
 each token ``crashdb tokens create`` printed, never the token itself. A new table: no existing
 row changes.
 
-The chain continues from 006 once 003-006 are merged; on this branch it follows 002.
+On branch issue-18 it follows the migrations merged there (002, 004, 005); the lead
+renumbers the chain on merge.
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "007"
-down_revision = "002"
+down_revision = "005"
 branch_labels = None
 depends_on = None
 

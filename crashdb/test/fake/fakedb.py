@@ -157,6 +157,16 @@ class VersionAlias(Row):
     defaults: ClassVar[dict[str, Any]] = {"product": "Firefox"}
 
 
+class ProductAdu(Row):
+    table = "product_adu"
+    defaults: ClassVar[dict[str, Any]] = {
+        "day": DEFAULT_DATE.date(),
+        "product": "Firefox",
+        "version": "1.0",
+        "adu": 1000,
+    }
+
+
 def _insertionOrder() -> dict[str, int]:
     """Tables in foreign-key order, the partitioned ones after what they reference."""
     plain = [t.name for t in model.metadata.sorted_tables if t.name not in model.PARTITIONED_TABLES]
@@ -256,6 +266,7 @@ __all__ = [
     "Plugin",
     "PluginReport",
     "Processor",
+    "ProductAdu",
     "ProductVersion",
     "RawCrash",
     "Report",
