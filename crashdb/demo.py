@@ -164,6 +164,9 @@ ADDONS = (
     ("{20a82645-c095-46ed-80e3-08825760534b}", "1.1", 0.07),  # .NET Framework Assistant
     ("toolbar@ask.com", "3.15.10.0", 0.05),
 )
+# An add-on installed in most crashes of the regression and rarely elsewhere: the demo's
+# correlations find it. (id, version, share of the regression's crashes, share of the others')
+PLANTED_ADDON = ("websocket-turbo@example.org", "0.9.1", 0.7, 0.01)
 URLS = ("https://www.facebook.com/", "http://www.youtube.com/watch?v=dQw4w9WgXcQ",
         "https://mail.google.com/mail/u/0/", "http://www.google.com/search?q=crash",
         "http://www.bbc.co.uk/news/", "about:blank", "https://twitter.com/")
@@ -304,6 +307,7 @@ class CrashGenerator:
         if product.name != "FennecAndroid":
             addons = [f"{addon_id}:{addon_version}" for addon_id, addon_version, share in ADDONS
                       if rng.random() < share]
+            addons += _plantedAddon(rng, signature)
             raw["Add-ons"] = ",".join(addons)
         if process_type == "plugin":
             filename, name, plugin_version = _choose(
@@ -315,6 +319,13 @@ class CrashGenerator:
                 raw["HangID"] = str(uuidlib.UUID(int=rng.getrandbits(128), version=4))
         day = received.date()
         return crashUuid(rng, day), received, raw
+
+
+def _plantedAddon(rng: random.Random, signature: str) -> list[str]:
+    """The planted add-on (as an ``Add-ons`` entry) if this crash has it, else nothing."""
+    addon_id, addon_version, with_regression, elsewhere = PLANTED_ADDON
+    share = with_regression if signature == REGRESSION[0] else elsewhere
+    return [f"{addon_id}:{addon_version}"] if rng.random() < share else []
 
 
 # -- the processor's side: raw crash to report ---------------------------------------------------
@@ -418,6 +429,7 @@ class DemoResult:
     partitions: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     created: list[str] = dataclasses.field(default_factory=list)
     seconds: float = 0.0
+    correlations: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
 
 
@@ -490,10 +502,12 @@ class Demo:
         self.result.days = _rollupDays(generator.start, now)
         await self._rollUp()
         await self._showTopCrashers(now.date() + DAY)
+        await self._showSignatures(now.date() + DAY)
         await self._showPartitions(existing)
         self.result.seconds = time.monotonic() - started
         self.out(f"done in {self.result.seconds:.1f}s; try `crashdb top-crashers --product "
-                 "Firefox --version 17.0b3` or `crashdb partitions list`")
+                 "Firefox --version 17.0b3`, `crashdb signature "
+                 f"'{REGRESSION[0]}'` or `crashdb partitions list`")
         return self.result
 
     # -- the collector --
@@ -579,13 +593,14 @@ class Demo:
     # -- the rollup and the report --
 
     async def _rollUp(self) -> None:
-        with Progress("rolling up top crashers", total=len(self.result.days),
+        with Progress("rolling up", total=len(self.result.days),
                       stream=self.progress_stream) as progress:
             for day in self.result.days:
-                self.result.rolled_up += await self.db.tcbs.updateTcbs(day)
+                written = await self.db.rollups.runDay(day)
+                self.result.rolled_up += written["tcbs"]
                 progress.advance()
         self.out(f"rolled up {len(self.result.days)} days into {self.result.rolled_up} "
-                 "top-crasher rows")
+                 "top-crasher rows and the signatures' lifecycles")
 
     async def _showTopCrashers(self, end: datetime.date) -> None:
         from crashdb.scripts.top_crashers import formatTable, periodTitle
@@ -600,6 +615,25 @@ class Demo:
             self.result.tables.append(table)
             self.out("")
             self.out(table)
+
+    async def _showSignatures(self, end: datetime.date) -> None:
+        """The regressed beta's new signatures, and what its top signature's crashes share."""
+        from crashdb.scripts.signature import formatCorrelations, formatNewSignatures, periodName
+
+        product, version = "Firefox", REGRESSION[1]
+        start = end - 7 * DAY
+        period = periodName(product, version, start, end)
+        new = await self.db.signatures.getNewSignatures(product, version, start, end, limit=5)
+        self.out("")
+        self.out(formatNewSignatures(new, f"New signatures: {period}"))
+        top = await self.db.tcbs.getTopCrashers(product, version, start, end, limit=1)
+        if top:
+            signature = top[0]["signature"]
+            rows = await self.db.signatures.getCorrelations(signature, product, version,
+                                                            start, end)
+            self.result.correlations = rows
+            self.out("")
+            self.out(formatCorrelations(rows, f"Correlations of {signature}: {period}"))
 
     async def _showPartitions(self, existing: set[str]) -> None:
         parts = await self.db.partitions.getPartitions()
