@@ -35,7 +35,7 @@ CORRELATION_FIELDS = ("os_version", "cpu_info", "flash_version", "process_type",
 # What each read takes from a report: its key (to join its add-ons) and what it counts.
 SUMMARY_COLUMNS = ("id", "date_processed", "client_crash_date", "install_age", "uptime",
                    *SUMMARY_FIELDS)
-CORRELATION_COLUMNS = ("id", "date_processed", "signature", *CORRELATION_FIELDS)
+CORRELATION_COLUMNS = ("id", "date_processed", *CORRELATION_FIELDS)
 # Rows of getSummary's one query that carry totals rather than a facet's term.
 COUNT_ROW, INSTALLATIONS_ROW = "#count", "#installations"
 LIFECYCLE = ("first_report", "first_build", "last_report")
@@ -298,13 +298,15 @@ class SignaturesConnectorComponent(DBConnectorComponent):
             value = sa.cast(column, sa.Text)
             parts.append(sa.select(sa.literal(facet), value, sa.func.count()).group_by(value))
         parts = [part.select_from(scope) for part in parts]
-        extensions = self.db.strategy.readable(conn, "extensions", start, end)
-        e = extensions.c
+        e = self.db.strategy.readable(conn, "extensions", start, end).c
+        # a semi-join, so that the planner walks the signature's few reports and looks their
+        # add-ons up by (report_id, date_processed) instead of scanning every add-on of the week
+        reports = sa.tuple_(e.report_id, e.date_processed).in_(
+            sa.select(s.id, s.date_processed))
         parts.append(
             sa.select(sa.literal("addon"), e.extension_id,
                       sa.func.count(sa.distinct(e.report_id)))
-            .select_from(scope.join(extensions, sa.and_(
-                e.report_id == s.id, e.date_processed == s.date_processed)))
+            .where(reports)
             .group_by(e.extension_id)
         )
         rows = sa.union_all(*parts).subquery("rows")
@@ -348,26 +350,26 @@ class SignaturesConnectorComponent(DBConnectorComponent):
             in_signature = conn.execute(sa.select(sa.func.count()).select_from(mine)).scalar_one()
             if in_signature == 0 or in_signature < min_count:
                 return []
-            scope = self._scope(conn, start, end, product, version, None, CORRELATION_COLUMNS)
-            query = self._correlationsQuery(conn, scope, signature, in_signature, start, end,
+            scope = self._scope(conn, start, end, product, version, None, CORRELATION_COLUMNS,
+                                mine=signature)
+            query = self._correlationsQuery(conn, scope, in_signature, start, end,
                                             min_difference)
             return [{**row, "count": int(row["count"])} for row in conn.execute(query).mappings()]
 
         return self.db.pool.do(thd)
 
     def _correlationsQuery(
-        self, conn: sa.Connection, scope: sa.CTE, signature: str, in_signature: int,
+        self, conn: sa.Connection, scope: sa.CTE, in_signature: int,
         start: datetime.datetime, end: datetime.datetime, min_difference: float,
     ) -> sa.Select:
         """(field, value, count, in_signature, overall, difference) above ``min_difference``."""
         s = scope.c
-        mine = sa.case((s.signature == signature, 1), else_=0)
         parts: list[sa.Select] = []
         for field in CORRELATION_FIELDS:
             value = sa.cast(s[field], sa.Text)
             parts.append(
                 sa.select(sa.literal(field).label("field"), value.label("value"),
-                          sa.func.sum(mine).label("count"), sa.func.count().label("overall"))
+                          sa.func.sum(s.mine).label("count"), sa.func.count().label("overall"))
                 .where(s[field].is_not(None))
                 .group_by(value)
             )
@@ -375,21 +377,22 @@ class SignaturesConnectorComponent(DBConnectorComponent):
         e = extensions.c
         parts.append(
             sa.select(sa.literal("addon"), e.extension_id,
-                      sa.func.count(sa.distinct(sa.case((s.signature == signature, e.report_id)))),
+                      sa.func.count(sa.distinct(sa.case((s.mine == 1, e.report_id)))),
                       sa.func.count(sa.distinct(e.report_id)))
             .select_from(scope.join(extensions, sa.and_(
                 e.report_id == s.id, e.date_processed == s.date_processed)))
             .group_by(e.extension_id)
         )
         rows = sa.union_all(*parts).subquery("rows")
-        total = sa.select(sa.func.count()).select_from(scope).scalar_subquery()
+        totals = sa.select(sa.func.count().label("total")).select_from(scope).subquery("totals")
         fraction = sa.cast(rows.c.count, sa.Float) / in_signature
-        overall = sa.cast(rows.c.overall, sa.Float) / total
+        overall = sa.cast(rows.c.overall, sa.Float) / totals.c.total
         difference = fraction - overall
         return (
             sa.select(rows.c.field, rows.c.value, rows.c.count,
                       fraction.label("in_signature"), overall.label("overall"),
                       difference.label("difference"))
+            .select_from(rows.join(totals, sa.true()))
             .where(difference >= min_difference)
             .order_by(difference.desc(), rows.c.field,
                       self.db.strategy.codePointOrder(rows.c.value))
@@ -413,10 +416,11 @@ class SignaturesConnectorComponent(DBConnectorComponent):
     def _scope(
         self, conn: sa.Connection, start: datetime.datetime, end: datetime.datetime,
         product: str | None, version: str | None, signature: str | None,
-        columns: tuple[str, ...],
+        columns: tuple[str, ...], mine: str | None = None,
     ) -> sa.CTE:
         """``columns`` of the period's reports (of the product, version and signature given),
-        read from the overlapping partitions only."""
+        read from the overlapping partitions only; with ``mine``, also column ``mine``: 1 for
+        the reports of that signature, else 0 (compared once per report, not per use)."""
         r = self.db.strategy.readable(conn, "reports", start, end).c
         where = [r.date_processed >= start, r.date_processed < end]
         if product is not None:
@@ -425,7 +429,8 @@ class SignaturesConnectorComponent(DBConnectorComponent):
             where.append(r.version == version)
         if signature is not None:
             where.append(r.signature == signature)
-        return sa.select(*r[columns]).where(*where).cte("scope")
+        flag = [] if mine is None else [sa.case((r.signature == mine, 1), else_=0).label("mine")]
+        return sa.select(*r[columns], *flag).where(*where).cte("scope")
 
 
 def _keep(newer_wins: sa.ColumnElement[bool], new: Any, old: Any, name: str) -> sa.ColumnElement:
