@@ -112,7 +112,7 @@ def handRollup(conn: sa.Connection, dialect: str, day: datetime.date) -> None:
     reports = "reports" if dialect == "postgresql" else partitionName("reports", MONDAY)
     collate = ' COLLATE "C"' if dialect == "postgresql" else ""
     start = datetime.datetime(day.year, day.month, day.day, tzinfo=UTC)
-    bounds = {"start": start, "end": start + DAY, "day": day}
+    bounds: dict[str, Any] = {"start": start, "end": start + DAY, "day": day}
     if dialect == "sqlite":
         bounds.update(start=str(start.replace(tzinfo=None)) + ".000000",
                       end=str((start + DAY).replace(tzinfo=None)) + ".000000")
@@ -206,7 +206,7 @@ def summaryFromRows(rows) -> dict[str, Any]:
     return summary
 
 
-def handCorrelations(conn: sa.Connection, dialect: str, product: str) -> list[tuple]:
+def handCorrelations(conn: sa.Connection, dialect: str, product: str) -> Any:
     reports, extensions, bounds = periodSql(dialect)
     collate = ' COLLATE "C"' if dialect == "postgresql" else ""
     mine = conn.execute(sa.text(f"""
@@ -277,7 +277,7 @@ def measure(url: str, count: int, target: int) -> dict[str, Any]:
     for start in range(0, len(reports), BATCH):
         result(db.reports.addReports(reports[start:start + BATCH]))
     loaded = time.perf_counter() - started
-    days = {}
+    days: dict[datetime.date, int] = {}
     for report in reports:
         days[report["date_processed"].date()] = days.get(report["date_processed"].date(), 0) + 1
     del reports
@@ -302,11 +302,14 @@ def measure(url: str, count: int, target: int) -> dict[str, Any]:
                 handRollup(conn, dialect, day)
             return time.perf_counter() - start
 
+        def again(day=day):
+            return result(db.rollups.runDay(day))
+
         hand()
         first()
         out[f"{name}_hand"] = sorted(hand() for _ in range(REPEAT))[REPEAT // 2]
         out[f"{name}_first"] = sorted(first() for _ in range(REPEAT))[REPEAT // 2]
-        out[f"{name}_again"] = median(lambda day=day: result(db.rollups.runDay(day)), REPEAT)
+        out[f"{name}_again"] = median(again, REPEAT)
     # same rows by both routes
     with db.engine.connect() as conn:
         for table in ("tcbs", "signatures", "signature_versions"):

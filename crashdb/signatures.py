@@ -91,7 +91,8 @@ class SignaturesConnectorComponent(DBConnectorComponent):
     # -- the rollup --
 
     def updateSignatures(self, day: datetime.date) -> defer.Deferred:
-        """Merge one UTC day of ``reports`` into the lifecycle tables; Deferred of rows written.
+        """Merge one UTC day of ``reports`` into the lifecycle tables; Deferred of the rows
+        written (inserted, or changed by the day: re-running a day writes none).
 
         Each table gets one ``INSERT ... SELECT ... GROUP BY`` over the day's partition whose
         conflicts keep the earlier first report and build and the later last report: days may
@@ -140,15 +141,19 @@ class SignaturesConnectorComponent(DBConnectorComponent):
         )
         insert = self.db.strategy.insert(table).from_select([*keys, *LIFECYCLE], groups)
         new, old = insert.excluded, table.c
+        earlier = new.first_report < old.first_report
+        smaller = sa.and_(new.first_build.is_not(None), sa.or_(
+            old.first_build.is_(None), order(new.first_build) < order(old.first_build)))
+        later = new.last_report > old.last_report
         insert = insert.on_conflict_do_update(
             index_elements=list(keys),
             set_={
-                "first_report": _keep(new.first_report < old.first_report, new, old,
-                                      "first_report"),
-                "first_build": _keep(order(new.first_build) < order(old.first_build), new, old,
-                                     "first_build"),
-                "last_report": _keep(new.last_report > old.last_report, new, old, "last_report"),
+                "first_report": _keep(earlier, new, old, "first_report"),
+                "first_build": _keep(smaller, new, old, "first_build"),
+                "last_report": _keep(later, new, old, "last_report"),
             },
+            # a row the day does not change is not rewritten: hourly re-runs write little
+            where=sa.or_(earlier, smaller, later),
         )
         return conn.execute(insert).rowcount
 

@@ -231,6 +231,7 @@ def test_rollup_counts_rows_written_and_keeps_null_builds(db):
     ])
     written = yield db.signatures.updateSignatures(day)
     assert written == 2 + 2  # a, b; (a, Firefox, 16.0), (a, Firefox, ""); b has no product
+    assert (yield db.signatures.updateSignatures(day)) == 0  # nothing changes: nothing written
     a = yield db.signatures.getSignature("a")
     assert a["first_build"] == "9"
     # same first report: ordered by version then
