@@ -216,8 +216,10 @@ class SignaturesConnectorComponent(DBConnectorComponent):
         if version is not None:
             scope.append(versions.c.version == version)
             counted.append(tcbs.c.version == version)
-        candidates = sa.select(versions.c.signature).where(
-            *scope, versions.c.first_report >= start, versions.c.first_report < end
+        seen = versions.alias("seen")  # rows first reported in the period: the candidates
+        candidates = sa.select(seen.c.signature).where(
+            seen.c.product == product, seen.c.first_report >= start, seen.c.first_report < end,
+            *([] if version is None else [seen.c.version == version]),
         )
         first = sa.func.min(versions.c.first_report)
         new = (
