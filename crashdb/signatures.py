@@ -26,9 +26,11 @@ UTC = datetime.UTC
 SUMMARY_FIELDS = ("product", "version", "os_name", "os_version", "cpu_name", "build",
                   "process_type", "release_channel", "reason")
 FACETS = (*SUMMARY_FIELDS, "uptime", "addon")
-# Uptime buckets: (term, upper bound in seconds, exclusive); from 3600 on, '> 1 hour'.
-UPTIME_BUCKETS = (("< 1 min", 60), ("1-5 min", 300), ("5-15 min", 900), ("15-60 min", 3600))
-LONG_UPTIME = "> 1 hour"
+# Uptime buckets: (term, from, to) in seconds, half-open; the last has no end.
+UPTIME_BUCKETS: tuple[tuple[str, int, int | None], ...] = (
+    ("< 1 min", 0, 60), ("1-5 min", 60, 300), ("5-15 min", 300, 900), ("15-60 min", 900, 3600),
+    ("> 1 hour", 3600, None),
+)
 # The report columns getCorrelations compares, besides ``addon``.
 CORRELATION_FIELDS = ("os_version", "cpu_info", "flash_version", "process_type",
                       "release_channel", "build")
@@ -60,9 +62,8 @@ def resolvePeriod(
 def uptimeBucket(uptime: sa.ColumnElement[int]) -> sa.ColumnElement[str]:
     """The ``uptime`` facet's term for a report: a bucket name, or NULL (no or negative uptime)."""
     return sa.case(
-        *((uptime.between(low, high - 1), term)
-          for (term, high), low in zip(UPTIME_BUCKETS, (0, 60, 300, 900), strict=True)),
-        (uptime >= UPTIME_BUCKETS[-1][1], LONG_UPTIME),
+        *((sa.and_(uptime >= low, *([] if high is None else [uptime < high])), term)
+          for term, low, high in UPTIME_BUCKETS),
         else_=sa.null(),
     )
 
