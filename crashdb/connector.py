@@ -18,8 +18,10 @@ from crashdb.pool import DBThreadPool, Pool, Replica
 from crashdb.processors import ProcessorsConnectorComponent
 from crashdb.rawcrashes import RawCrashesConnectorComponent
 from crashdb.reports import ReportsConnectorComponent
+from crashdb.rollups import RollupsConnectorComponent
 from crashdb.schema import Model
 from crashdb.search import SearchConnectorComponent
+from crashdb.signatures import SignaturesConnectorComponent
 from crashdb.tcbs import TcbsConnectorComponent
 from crashdb.tokens import TokensConnectorComponent
 from crashdb.versions import VersionsConnectorComponent
@@ -72,6 +74,8 @@ class DBConnector:
         self.tokens = TokensConnectorComponent(self)
         self.search = SearchConnectorComponent(self)
         self.crashrates = CrashRatesConnectorComponent(self)
+        self.signatures = SignaturesConnectorComponent(self)
+        self.rollups = RollupsConnectorComponent(self)
 
     @defer.inlineCallbacks
     def setup(self, check_version: bool = True) -> Any:

@@ -17,7 +17,9 @@ from crashdb.test.util.webserver import Site, crashdbCommand
 
 UTC = datetime.UTC
 DAY = datetime.timedelta(days=1)
-PAGES = ("/", "/topcrashers/Firefox", f"/report/{sitedata.HOSTILE_UUID}")
+PAGES = ("/", "/topcrashers/Firefox", f"/report/{sitedata.HOSTILE_UUID}",
+         "/signature?" + urllib.parse.urlencode({"signature": sitedata.SCRIPT_SIGNATURE}),
+         "/search?signature=~alert")
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +49,8 @@ def test_serves_loopback_only_by_default(site):
 
 
 @pytest.mark.parametrize("path", [*PAGES, "/api/products", "/static/crashstats.css",
-                                  "/no/such/page", "/api/report/nope", "/api/topcrashers/F?days=x"])
+                                  "/no/such/page", "/api/report/nope", "/api/topcrashers/F?days=x",
+                                  "/explosive/Firefox", "/crashrates/Firefox"])
 def test_every_response_carries_the_security_headers(site, path):
     _, headers, _ = site.server.get(path)
     policy = headers["Content-Security-Policy"]
@@ -230,3 +233,92 @@ def test_serve_passes_replicas_to_the_connector(site):
     assert refused.returncode == 1
     assert refused.stderr.startswith("crashdb: error: field 'replica_urls': ")
     assert len(refused.stderr.strip().splitlines()) == 1
+
+
+def _period(days: int) -> dict[str, datetime.date]:
+    end = datetime.datetime.now(UTC).date() + DAY
+    return {"start_day": end - days * DAY, "end_day": end}
+
+
+@pytest_twisted.inlineCallbacks
+def test_signature_api_equals_the_components(site, db):
+    top = site.server.json("/api/topcrashers/Firefox")["crashers"][0]["signature"]
+    query = urllib.parse.urlencode({"signature": top, "product": "Firefox", "days": 14})
+    answer = site.server.json(f"/api/signature?{query}")
+    period = _period(14)
+    lifecycle = yield db.signatures.getSignature(top)
+    summary = yield db.signatures.getSummary(top, product="Firefox", **period)
+    correlations = yield db.signatures.getCorrelations(top, "Firefox", **period)
+    daily = yield db.tcbs.getDailyCounts("Firefox", [top], **period)
+    assert answer["lifecycle"] == roundTrip(lifecycle)
+    assert answer["summary"] == roundTrip(summary)
+    assert answer["correlations"] == roundTrip(correlations)
+    assert [d["count"] for d in answer["daily"]] == daily[top]
+    assert answer["total"] == summary["count"] == sum(daily[top]) > 0
+    reports = yield db.reports.getReports(product="Firefox", signature=top,
+                                          start=answer_start(answer), limit=1000)
+    assert [r["uuid"] for r in answer["reports"]] == \
+        [r["uuid"] for r in reversed(reports)][:50]
+    assert PERSONAL_COLUMNS.isdisjoint(answer["reports"][0])
+
+
+def answer_start(answer) -> datetime.datetime:
+    return datetime.datetime.fromisoformat(answer["start_day"]).replace(tzinfo=UTC)
+
+
+@pytest_twisted.inlineCallbacks
+def test_signature_without_a_product_sums_its_products_and_has_no_correlations(site, db):
+    query = urllib.parse.urlencode({"signature": "js::gc::MarkObjectUnbarriered"})
+    answer = site.server.json(f"/api/signature?{query}")
+    assert answer["correlations"] is None
+    lifecycle = yield db.signatures.getSignature("js::gc::MarkObjectUnbarriered")
+    total = 0
+    for product in {v["product"] for v in lifecycle["versions"]}:
+        counts = yield db.tcbs.getDailyCounts(product, ["js::gc::MarkObjectUnbarriered"],
+                                              **_period(7))
+        total += sum(counts["js::gc::MarkObjectUnbarriered"])
+    assert sum(d["count"] for d in answer["daily"]) == total == answer["total"]
+
+
+def test_an_unknown_signature_is_404(site):
+    status, _, body = site.server.get("/api/signature?signature=never%20seen")
+    assert status == 404 and json.loads(body) == {"error": "no signature 'never seen'"}
+
+
+@pytest_twisted.inlineCallbacks
+def test_search_api_equals_the_component(site, db):
+    answer = site.server.json(
+        "/api/search?product=Firefox&uptime=%3C600&signature=!%400x0&facet=os_name,uptime"
+        "&days=14&limit=20")
+    period = _period(14)
+    start = datetime.datetime.combine(period["start_day"], datetime.time(), UTC)
+    end = datetime.datetime.combine(period["end_day"], datetime.time(), UTC)
+    found = yield db.search.search(
+        start, end, filters=[("product", "=", "Firefox"), ("signature", "!=", "@0x0"),
+                             ("uptime", "<", 600)],
+        facets=["os_name", "uptime", "_histogram.day"], limit=20)
+    assert answer["total"] == found["total"] > 20
+    assert answer["hits"] == roundTrip(found["hits"])
+    assert answer["facets"] == roundTrip(found["facets"])
+
+
+def test_search_with_a_token_may_name_personal_fields(site):
+    answer = site.server.json("/api/search?url=__exists__&facet=url&column=uuid&column=url",
+                              site.bearer())
+    assert answer["total"] > 0
+    assert all(hit["url"] for hit in answer["hits"])
+    assert sitedata.HOSTILE_URL in [term["term"] for term in answer["facets"]["url"]]
+
+
+@pytest_twisted.inlineCallbacks
+def test_explosive_and_crash_rates_apis_equal_the_components(site, db):
+    yesterday = datetime.datetime.now(UTC).date() - DAY
+    answer = site.server.json(f"/api/explosive/Firefox?day={yesterday}")
+    explosive = yield db.crashrates.getExplosive("Firefox", yesterday)
+    assert answer["explosive"] == roundTrip(explosive)
+    assert answer["explosive"][0]["signature"] == \
+        "mozilla::layers::ImageBridgeChild::FlushAllImages"
+    rates = site.server.json("/api/crashrates/Firefox?version=16.0.1&days=10")
+    expected = yield db.crashrates.getCrashRates("Firefox", version="16.0.1", **_period(10))
+    assert rates["rates"] == roundTrip(expected)
+    assert len(rates["rates"]) == 10 and all(r["adu"] for r in rates["rates"])

@@ -160,3 +160,80 @@ def test_a_planted_script_signature_is_text_and_never_runs(browser, site):
     addon = browser.find_element(By.CSS_SELECTOR, "table.addons td a")
     assert addon.text == '"><svg onload=alert(5)>'
     assert browser.find_elements(By.CSS_SELECTOR, "svg[onload]") == []
+
+
+@pytest_twisted.inlineCallbacks
+def test_signature_page_shows_lifecycle_graph_facets_and_reports(browser, site, db):
+    start, end = week()
+    top = yield db.tcbs.getTopCrashers("Firefox", start_day=start, end_day=end, limit=1)
+    browser.get(site.server.base + "/topcrashers/Firefox")
+    browser.find_element(By.LINK_TEXT, top[0]["signature"]).click()
+    assert browser.find_element(By.TAG_NAME, "h1").text == top[0]["signature"]
+    summary = yield db.signatures.getSummary(top[0]["signature"], product="Firefox",
+                                             start_day=start, end_day=end)
+    assert browser.find_element(By.CSS_SELECTOR, ".total").text == str(summary["count"])
+    assert browser.find_element(By.CSS_SELECTOR, ".installations").text == \
+        str(summary["installations"])
+    facets = browser.find_elements(By.CSS_SELECTOR, "section.facet")
+    assert [f.find_element(By.TAG_NAME, "h3").text for f in facets] == list(summary["facets"])
+    for section, terms in zip(facets, summary["facets"].values(), strict=True):
+        bars = section.find_elements(By.CSS_SELECTOR, "rect.bar")
+        assert len(bars) == len(terms)
+    assertGraphsDrawn(browser, "svg.chart", 1)
+    assertGraphsDrawn(browser, "svg.bars", 1)
+    dots = browser.find_elements(By.CSS_SELECTOR, "svg.chart circle.dot title")
+    assert sum(int(d.get_attribute("textContent").rsplit(": ", 1)[1]) for d in dots) == \
+        summary["count"]
+    reports = browser.find_elements(By.CSS_SELECTOR, "table.reports tbody tr")
+    assert len(reports) == min(50, summary["count"])
+    uuid = reports[0].find_element(By.CSS_SELECTOR, "a.uuid").text
+    reports[0].find_element(By.CSS_SELECTOR, "a.uuid").click()
+    assert browser.find_element(By.TAG_NAME, "h1").text == f"Report {uuid}"
+
+
+@pytest_twisted.inlineCallbacks
+def test_search_page_shows_total_histogram_facets_and_hits(browser, site, db):
+    browser.get(site.server.base + "/search?product=Thunderbird&facet=os_name,uptime")
+    start, end = week()
+    found = yield db.search.search(
+        datetime.datetime.combine(start, datetime.time(), UTC),
+        datetime.datetime.combine(end, datetime.time(), UTC),
+        filters=[("product", "=", "Thunderbird")], facets=["os_name", "uptime"], limit=50)
+    assert browser.find_element(By.CSS_SELECTOR, ".total").text == str(found["total"])
+    assert [f.find_element(By.TAG_NAME, "h3").text
+            for f in browser.find_elements(By.CSS_SELECTOR, "section.facet")] == \
+        ["os_name", "uptime"]
+    assertGraphsDrawn(browser, "svg.chart", 1)
+    assertGraphsDrawn(browser, "svg.bars", 2)
+    rows = browser.find_elements(By.CSS_SELECTOR, "table.hits tbody tr")
+    assert [r.find_element(By.CSS_SELECTOR, "a.uuid").text for r in rows] == \
+        [hit["uuid"] for hit in found["hits"]]
+    box = browser.find_element(By.NAME, "signature")
+    box.send_keys("~js::")
+    box.submit()
+    assert "signature=~js%3A%3A" in browser.current_url
+    assert all("js::" in r.find_elements(By.TAG_NAME, "td")[4].text
+               for r in browser.find_elements(By.CSS_SELECTOR, "table.hits tbody tr"))
+
+
+@pytest_twisted.inlineCallbacks
+def test_explosive_and_crash_rate_pages(browser, site, db):
+    browser.get(site.server.base + "/")
+    browser.find_element(By.CSS_SELECTOR, "section.product a[href='/explosive/Firefox']").click()
+    yesterday = datetime.datetime.now(UTC).date() - DAY
+    explosive = yield db.crashrates.getExplosive("Firefox", yesterday)
+    rows = browser.find_elements(By.CSS_SELECTOR, "table.explosive tbody tr")
+    assert [r.find_element(By.TAG_NAME, "td").text for r in rows] == \
+        [e["signature"] for e in explosive]
+    assert rows[0].find_elements(By.TAG_NAME, "td")[1].text == f"{explosive[0]['one_day']:.2f}"
+    assertGraphsDrawn(browser, "svg.spark", len(explosive))
+
+    browser.get(site.server.base + "/crashrates/Firefox")
+    start = datetime.datetime.now(UTC).date() + DAY - 28 * DAY
+    rates = yield db.crashrates.getCrashRates("Firefox", start_day=start,
+                                              end_day=start + 28 * DAY)
+    cells = [[c.text for c in r.find_elements(By.TAG_NAME, "td")]
+             for r in browser.find_elements(By.CSS_SELECTOR, "table.rates tbody tr")]
+    assert [(c[0], c[1]) for c in cells] == [(r["day"].isoformat(), str(r["crashes"]))
+                                             for r in rates]
+    assertGraphsDrawn(browser, "svg.chart", 2)

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "005"
-down_revision = "002"
+down_revision = "004"
 branch_labels = None
 depends_on = None
 

@@ -17,6 +17,7 @@ from typing import Any
 from twisted.internet import defer
 
 from crashdb.app.demo import CrashGenerator, reportFromRawCrash
+from crashdb.app.demo.generator import dailyUsers, withExplosion
 
 UTC = datetime.UTC
 DAY = datetime.timedelta(days=1)
@@ -58,12 +59,13 @@ def _hostileCrash(when: datetime.datetime) -> tuple[str, dict[str, Any], dict[st
 async def fillSite(db: Any, crashes: int = 600, seed: int = 18,
                    now: datetime.datetime | None = None) -> SiteData:
     """Store ``crashes`` demo crashes (raw and processed) over the demo's three weeks ending at
-    ``now``, the hostile ones, a few ``std::vector<int>::operator[]`` crashes, and roll up every
-    day; ``db`` must be set up."""
+    ``now`` (one signature exploding yesterday, as in the demo), the hostile ones, a few
+    ``std::vector<int>::operator[]`` crashes; roll up every day and feed the demo's active
+    daily users. ``db`` must be set up."""
     now = now or datetime.datetime.now(UTC)
     rng = random.Random(seed)
     generator = CrashGenerator(rng, now)
-    made = generator.crashes(crashes)
+    made = withExplosion(generator, crashes, now.date() - DAY)
     reports = []
     for uuid, received, raw in made:
         await db.rawcrashes.addRawCrash(uuid, received, raw)
@@ -77,9 +79,10 @@ async def fillSite(db: Any, crashes: int = 600, seed: int = 18,
     days = []
     day = generator.start.date()
     while day <= now.date():
-        await db.tcbs.updateTcbs(day)
+        await db.rollups.runDay(day)
         days.append(day)
         day += DAY
+    await db.crashrates.addAdu(dailyUsers(crashes, days))
     return SiteData(now=now, days=days, uuids=[u for u, _, _ in made] + [uuid])
 
 
