@@ -8,8 +8,8 @@ import sys
 from typing import Any
 
 from crashdb.app.cli import UsageError, addDbArgument, runDeferred
-from crashdb.connector import DBConnector
 from crashdb.app.progress import Progress
+from crashdb.connector import DBConnector
 
 NAME = "rollup"
 HELP = ("run every daily rollup for one UTC day, or for the last N complete days and today "
