@@ -62,7 +62,7 @@ def lineChart(points: Sequence[tuple[Any, float | None]], label: str, width: int
               height: int = 220, unit: str = "") -> Markup:
     """A line of ``(x label, value)`` points (None: no value that day) with its axes, the
     highest value on the y axis, a few x labels, and each point's value in its title."""
-    left, right, top, bottom = 48, 12, 14, 28
+    left, right, top, bottom = 48, 36, 14, 28
     inner_w, inner_h = width - left - right, height - top - bottom
     values = [value for _, value in points]
     highest = max((v for v in values if v is not None), default=0)
@@ -89,18 +89,18 @@ def lineChart(points: Sequence[tuple[Any, float | None]], label: str, width: int
                 f'<circle class="dot" cx="{_number(x)}" cy="{_number(y)}" r="2.5">'
                 f"<title>{escape(f'{x_label}: {_number(value)}{unit}')}</title></circle>"
             )
-        if index % every == 0 or index == len(points) - 1:
+        if (len(points) - 1 - index) % every == 0:  # the last day always, evenly before it
             parts.append(f'<text class="tick" x="{_number(x)}" y="{height - 8}" '
                          f'text-anchor="middle">{escape(str(x_label))}</text>')
     parts.append("</svg>")
     return Markup("".join(parts))
 
 
-def bars(terms: Sequence[dict[str, Any]], label: str, width: int = 420,
+def bars(terms: Sequence[dict[str, Any]], label: str, width: int = 440,
          row: int = 18) -> Markup:
     """Horizontal bars of ``[{term, count}]`` (a facet), longest first as given, each with its
     term and count; a term of None reads ``(none)``."""
-    label_w, count_w = 170, 56
+    label_w, count_w = 190, 56
     bar_w = width - label_w - count_w
     highest = max((t["count"] for t in terms), default=0) or 1
     height = max(row * len(terms), row)
@@ -113,7 +113,7 @@ def bars(terms: Sequence[dict[str, Any]], label: str, width: int = 420,
     for index, term in enumerate(terms):
         y = index * row
         text = "(none)" if term["term"] is None else str(term["term"])
-        shown = text if len(text) <= 26 else text[:25] + "…"
+        shown = text if len(text) <= 24 else text[:23] + "…"
         length = max(1.0, bar_w * term["count"] / highest)
         parts.append(
             f'<g><title>{escape(text)}: {term["count"]}</title>'
