@@ -34,7 +34,7 @@ def _points(values: Sequence[float | None], width: float, height: float, top: fl
 
 
 def _polyline(run: list[tuple[float, float]], css: str) -> str:
-    points = " ".join(f"{_number(x)},{_number(y)}" for x, y in run)
+    points = " ".join([f"{x:.1f},{y:.1f}" for x, y in run])
     return f'<polyline class="{css}" points="{points}"/>'
 
 
