@@ -86,7 +86,7 @@ async def componentMedians(db: Any, views: dict[str, tuple[str, Any, dict]]) -> 
         times = []
         for _ in range(SEQUENTIAL):
             started = time.perf_counter()
-            await view(app, None, query, False, **kw)
+            await view(app, query, False, **kw)
             times.append(time.perf_counter() - started)
         medians[name] = statistics.median(times)
     return medians

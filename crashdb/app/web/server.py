@@ -201,16 +201,16 @@ class CrashStats:
 
     @staticmethod
     def view(path: str, template: str, api: str | None = None) -> Callable[[View], View]:
-        """Serve ``gather(self, request, query, authorized, **path arguments)`` as the page
+        """Serve ``gather(self, query, authorized, **path arguments)`` as the page
         ``path`` (rendered by ``template``) and as JSON at ``api`` (``/api`` + ``path``)."""
 
         def register(gather: View) -> View:
-            async def answer(self: CrashStats, request: server.Request, api: bool,
+            async def answer(self: CrashStats, request: server.Request, asJson: bool,
                              **kw: Any) -> bytes:
                 authorized = await self._authorized(request)
                 query = Query(request.args or {})
-                data = await gather(self, request, query, authorized, **kw)
-                if api:
+                data = await gather(self, query, authorized, **kw)
+                if asJson:
                     return self._json(request, data)
                 return self._page(request, template,
                                   {**data, "authorized": authorized, "form": query})
@@ -242,13 +242,12 @@ view = CrashStats.view
 
 
 @view("/", "products.html", api="/api/products")
-async def products(self: CrashStats, request, query: Query, authorized: bool) -> dict[str, Any]:
+async def products(self: CrashStats, query: Query, authorized: bool) -> dict[str, Any]:
     """Every product with its versions and its five top crashers of the last week."""
     start_day, end_day = query.period()
     found = await self.db.tcbs.getProducts()
     tops = await defer.gatherResults([
-        defer.ensureDeferred(self.db.tcbs.getTopCrashers(
-            p["product"], start_day=start_day, end_day=end_day, limit=5))
+        self.db.tcbs.getTopCrashers(p["product"], start_day=start_day, end_day=end_day, limit=5)
         for p in found
     ])
     return {"start_day": start_day, "end_day": end_day,
@@ -256,7 +255,7 @@ async def products(self: CrashStats, request, query: Query, authorized: bool) ->
 
 
 @view("/topcrashers/<product>", "topcrashers.html")
-async def topCrashers(self: CrashStats, request, query: Query, authorized: bool,
+async def topCrashers(self: CrashStats, query: Query, authorized: bool,
                       product: str) -> dict[str, Any]:
     """A product's (or version's) top crashers with their rank move and 14 days of counts."""
     version = query.text("version")
@@ -272,7 +271,7 @@ async def topCrashers(self: CrashStats, request, query: Query, authorized: bool,
 
 
 @view("/report/<uuid>", "report.html")
-async def report(self: CrashStats, request, query: Query, authorized: bool,
+async def report(self: CrashStats, query: Query, authorized: bool,
                  uuid: str) -> dict[str, Any]:
     """One report: its fields, add-ons, plugins and raw crash (personal data only with a
     token)."""
@@ -294,7 +293,7 @@ async def report(self: CrashStats, request, query: Query, authorized: bool,
 
 
 @view("/signature", "signature.html")
-async def signature(self: CrashStats, request, query: Query, authorized: bool) -> dict[str, Any]:
+async def signature(self: CrashStats, query: Query, authorized: bool) -> dict[str, Any]:
     """A signature's lifecycle, crashes per day, summary facets, correlations (with a product)
     and its latest reports."""
     name = query.text("signature")
@@ -338,7 +337,7 @@ async def signature(self: CrashStats, request, query: Query, authorized: bool) -
 
 
 @view("/search", "search.html")
-async def search(self: CrashStats, request, query: Query, authorized: bool) -> dict[str, Any]:
+async def search(self: CrashStats, query: Query, authorized: bool) -> dict[str, Any]:
     """Search with facets (SPEC 15): filters from the query string, as in SuperSearch URLs."""
     arguments = query.searchArguments()
     if not authorized:
@@ -350,7 +349,7 @@ async def search(self: CrashStats, request, query: Query, authorized: bool) -> d
 
 
 @view("/explosive/<product>", "explosive.html")
-async def explosive(self: CrashStats, request, query: Query, authorized: bool,
+async def explosive(self: CrashStats, query: Query, authorized: bool,
                     product: str) -> dict[str, Any]:
     """Signatures exploding on a day (by default yesterday, the last complete day)."""
     day = query.day("day", today() - DAY)
@@ -361,7 +360,7 @@ async def explosive(self: CrashStats, request, query: Query, authorized: bool,
 
 
 @view("/crashrates/<product>", "crashrates.html")
-async def crashRates(self: CrashStats, request, query: Query, authorized: bool,
+async def crashRates(self: CrashStats, query: Query, authorized: bool,
                      product: str) -> dict[str, Any]:
     """Crashes per 100 active daily users, day by day."""
     version = query.text("version")
