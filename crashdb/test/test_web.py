@@ -322,3 +322,14 @@ def test_explosive_and_crash_rates_apis_equal_the_components(site, db):
     expected = yield db.crashrates.getCrashRates("Firefox", version="16.0.1", **_period(10))
     assert rates["rates"] == roundTrip(expected)
     assert len(rates["rates"]) == 10 and all(r["adu"] for r in rates["rates"])
+
+
+@pytest.mark.parametrize("path", [
+    "/api/signature?signature=%400x0&product=Firefox&version=" + "9" * 17,
+    "/api/signature?signature=%400x0&version=16.0",
+    "/api/crashrates/Firefox?version=" + "9" * 17,
+])
+def test_bad_input_to_calls_made_together_is_still_400(site, path):
+    status, _, body = site.server.get(path)
+    assert status == 400, body
+    assert "field 'version'" in json.loads(body)["error"]

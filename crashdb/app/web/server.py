@@ -108,6 +108,16 @@ def rankMove(crasher: dict[str, Any]) -> str:
     return "=" if moved == 0 else f"{moved:+d}"
 
 
+async def together(deferreds: list[defer.Deferred]) -> list[Any]:
+    """The results of ``deferreds`` run together; the first failure as itself (an
+    InvalidInputError stays one, for its 400), never wrapped in FirstError."""
+    try:
+        return await defer.gatherResults(deferreds, consumeErrors=True)
+    except defer.FirstError as error:
+        error.subFailure.raiseException()
+        raise  # (raiseException always raises)
+
+
 def _days(start: datetime.date, end: datetime.date) -> list[datetime.date]:
     return [start + n * DAY for n in range((end - start).days)]
 
@@ -246,7 +256,7 @@ async def products(self: CrashStats, query: Query, authorized: bool) -> dict[str
     """Every product with its versions and its five top crashers of the last week."""
     start_day, end_day = query.period()
     found = await self.db.tcbs.getProducts()
-    tops = await defer.gatherResults([
+    tops = await together([
         self.db.tcbs.getTopCrashers(p["product"], start_day=start_day, end_day=end_day, limit=5)
         for p in found
     ])
@@ -279,7 +289,7 @@ async def report(self: CrashStats, query: Query, authorized: bool,
     if found is None:
         raise NotFoundError(f"no report {uuid}")
     processed = found["date_processed"]
-    extensions, plugins, raw = await defer.gatherResults([
+    extensions, plugins, raw = await together([
         self.db.extensions.getExtensions(found["id"], processed),
         self.db.plugins.getPluginReports(found["id"], processed),
         self.db.rawcrashes.getRawCrash(uuid, processed),
@@ -311,12 +321,13 @@ async def signature(self: CrashStats, query: Query, authorized: bool) -> dict[st
     start = datetime.datetime(start_day.year, start_day.month, start_day.day,
                               tzinfo=datetime.UTC)
     end = start + (end_day - start_day)
-    summary, total, daily = await defer.gatherResults([
+    summary, total, daily = await together([
         self.db.signatures.getSummary(name, product=product, version=version, **period),
         self.db.reports.countReports(product=product, version=version, signature=name,
                                      start=start, end=end),
-        defer.gatherResults([self.db.tcbs.getDailyCounts(p, [name], version=version, **period)
-                             for p in products]),
+        defer.ensureDeferred(together([
+            self.db.tcbs.getDailyCounts(p, [name], version=version, **period) for p in products
+        ])),
     ])
     correlations = None
     if product is not None:
