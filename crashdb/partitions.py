@@ -110,7 +110,7 @@ def childTable_locked(
         return metadata.tables[name]
     spec = model.CHILD_SPECS[parent]
     parentTable = model.metadata.tables[parent]
-    columns = [sa.Column(c.name, c.type, nullable=c.nullable) for c in parentTable.c]
+    columns = [_childColumn(parentTable, c, spec, dialect) for c in parentTable.c]
     constraints: list[Any] = [
         sa.PrimaryKeyConstraint(*spec.primary_key, name=f"{name}_pkey"),
         sa.CheckConstraint(_dateCheck(dialect, monday), name=f"{name}_date_check"),
@@ -129,6 +129,27 @@ def childTable_locked(
         sa.Index(f"{name}_{suffix}", *cols, unique=unique) for suffix, cols, unique in spec.indexes
     ]
     return sa.Table(name, metadata, *columns, *constraints, *indexes)
+
+
+def _childColumn(parent: sa.Table, column: sa.Column, spec: model.ChildSpec, dialect: str
+                 ) -> sa.Column:
+    """A child's copy of the parent's ``column``. The shared id is never SERIAL (a sequence of
+    the child's own): on PostgreSQL its default is the parent's, the shared sequence; on SQLite,
+    which has no sequences, crashdb's SQL draws it from the parent's ``id_sequences`` row."""
+    if column.name != spec.shared_id:
+        return sa.Column(column.name, column.type, nullable=column.nullable)
+    if dialect != "sqlite":
+        return sa.Column(column.name, column.type, nullable=column.nullable, autoincrement=False,
+                         server_default=column.server_default.arg)
+    counters = model.id_sequences
+    draw = (sa.update(counters).where(counters.c.name == parent.name)
+            .values(next_id=counters.c.next_id + 1).returning(counters.c.next_id - 1))
+
+    def nextId(context) -> int:
+        return context.connection.execute(draw).scalar_one()
+
+    return sa.Column(column.name, column.type, nullable=column.nullable, autoincrement=False,
+                     default=nextId)
 
 
 def weekTables(monday: datetime.datetime, dialect: str) -> list[sa.Table]:
