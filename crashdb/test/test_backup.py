@@ -116,7 +116,8 @@ def test_pg_dump_restored_into_an_empty_database_is_a_working_crashdb(dbUrl, res
             assert [e["extension_id"] for e in extensions] == [
                 e["extension_id"] for e in report["extensions"]]
         runClient("psql", restoreUrl, "--no-psqlrc", "-v", "ON_ERROR_STOP=1", "-c",
-                  "INSERT INTO reports (uuid, date_processed) VALUES ('psql-after', '2012-11-06 00:00:00+00')")
+                  "INSERT INTO reports (uuid, date_processed)"
+                  " VALUES ('psql-after', '2012-11-06 00:00:00+00')")
         got = yield restored.reports.getReport("psql-after")
         assert got["id"] > max(moreIds)
     finally:

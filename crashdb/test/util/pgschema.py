@@ -31,7 +31,7 @@ INDEXES = sa.text(
     " WHERE i.indrelid = CAST(:table AS regclass)"
 )
 CONSTRAINTS = sa.text(
-    "SELECT conname, contype, pg_get_constraintdef(oid, true) FROM pg_constraint"
+    "SELECT conname, pg_get_constraintdef(oid, true) FROM pg_constraint"
     " WHERE conrelid = CAST(:table AS regclass) AND contype IN ('c', 'f')"
 )
 REFERENCED_BY = sa.text(
@@ -68,7 +68,7 @@ def describeTable(conn: sa.Connection, table: str) -> tuple[list[str], set[str]]
         kind = "PRIMARY KEY, " if primary else "UNIQUE, " if unique else ""
         method = re.sub(r"^.* USING ", "", definition)
         facts.add(f'"{name}" {kind}{method}')
-    for name, kind, definition in conn.execute(CONSTRAINTS, params):
+    for name, definition in conn.execute(CONSTRAINTS, params):
         facts.add(f'"{name}" {definition}')
     for source, name, definition in conn.execute(REFERENCED_BY, params):
         facts.add(f'TABLE "{source}" CONSTRAINT "{name}" {definition}')
