@@ -139,10 +139,10 @@ def _childColumn(parent: sa.Table, column: sa.Column, spec: model.ChildSpec, dia
     if column.name != spec.shared_id:
         return sa.Column(column.name, column.type, nullable=column.nullable)
     if dialect != "sqlite":
-        default = column.server_default
-        assert isinstance(default, sa.DefaultClause), "a shared id has the parent's default"
+        sequence = column.default
+        assert isinstance(sequence, sa.Sequence), "a shared id comes from the parent's sequence"
         return sa.Column(column.name, column.type, nullable=column.nullable, autoincrement=False,
-                         server_default=default.arg)
+                         server_default=sequence.next_value())
     counters = model.id_sequences
     draw = (sa.update(counters).where(counters.c.name == parent.name)
             .values(next_id=counters.c.next_id + 1).returning(counters.c.next_id - 1))
