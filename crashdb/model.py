@@ -55,12 +55,13 @@ metadata = sa.MetaData()
 reports_id_seq = sa.Sequence("reports_id_seq", metadata=metadata)
 
 # One processed crash report; the seed's columns, types and lengths. On PostgreSQL the sequence
-# is the id's default on the parent and every child, as in the seed, so writers that are not
-# crashdb (psql, COPY) need not name the column; SQLite has no sequences (see CHILD_SPECS).
+# is the id's default in the database too, on the parent (migration 003) and every child
+# (CHILD_SPECS' shared_id), as in the seed, so writers that are not crashdb (psql, COPY) need
+# not name the column; SQLite has no sequences.
 reports = sa.Table(
     "reports",
     metadata,
-    sa.Column("id", sa.Integer, reports_id_seq, server_default=reports_id_seq.next_value(),
+    sa.Column("id", sa.Integer, reports_id_seq, server_default=sa.FetchedValue(),
               nullable=False),
     sa.Column("client_crash_date", UTCDateTime),
     sa.Column("date_processed", UTCDateTime),
