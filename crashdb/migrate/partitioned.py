@@ -53,7 +53,6 @@ def addPartitionedColumn(parent: str, column: sa.Column) -> None:
             op.add_column(child, column._copy())
 
 
-
 def underLockTimeout(work: Callable[[sa.Connection], T], timeout_ms: int = 2000,
                      attempts: int = 10) -> T:
     """Run ``work(conn)`` in a savepoint of the upgrade with PostgreSQL's ``lock_timeout`` at
