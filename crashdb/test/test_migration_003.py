@@ -225,7 +225,7 @@ def test_upgrade_never_blocks_others_longer_than_a_lock_timeout(emptyUrl, oldChi
                 waits.append(time.monotonic() - started)
                 time.sleep(0.05)
             holder.rollback()
-        assert max(waits) < 2 + 1.0, waits  # one lock timeout, and some slack for a busy host
+        assert max(waits) < 2 + 1.5, waits  # one lock timeout, and some slack for a busy host
         assert len(waits) > 3
         upgrading.join(60)
         assert "error" not in result

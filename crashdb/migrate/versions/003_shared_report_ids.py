@@ -52,11 +52,12 @@ def repair(conn: sa.Connection) -> None:
             conn.exec_driver_sql(f"ALTER TABLE {quote(child)} ALTER COLUMN id SET DEFAULT {SHARED}")
         if sequence is not None:
             conn.exec_driver_sql(f"DROP SEQUENCE {sequence}")  # already quoted and qualified
-    # ids drawn from the children's own sequences are never handed out again
-    conn.exec_driver_sql(
-        "SELECT setval('reports_id_seq', GREATEST(max(id), nextval('reports_id_seq')))"
-        " FROM reports"
-    )
+    # ids drawn from the children's own sequences are never handed out again (no child can
+    # draw one any more: each is altered, and locked until the upgrade commits)
+    top = conn.exec_driver_sql("SELECT max(id) FROM reports").scalar()
+    if top is not None:
+        conn.execute(sa.text("SELECT setval('reports_id_seq',"
+                             " GREATEST(:top, nextval('reports_id_seq')))"), {"top": top})
     conn.exec_driver_sql(f"ALTER TABLE ONLY reports ALTER COLUMN id SET DEFAULT {SHARED}")
 
 
