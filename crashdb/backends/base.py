@@ -146,6 +146,11 @@ class Backend(abc.ABC):
         """``count`` new ids of table ``name`` (``reports``), in one round trip."""
 
     @abc.abstractmethod
+    def sharedIdDefault(self, parent: sa.Table, column: sa.Column) -> dict[str, Any]:
+        """The default of a weekly child's copy of ``parent``'s id ``column`` (keyword arguments
+        of ``sa.Column``): the parent's counter, never a sequence of the child's own."""
+
+    @abc.abstractmethod
     def advanceIds(self, conn: sa.Connection, table: str, past: int) -> None:
         """Make ids handed out later exceed ``past`` (after rows were given explicit ids)."""
 

@@ -188,6 +188,11 @@ class PostgresBackend(Backend):
             {"n": count},
         ).scalar_one()
 
+    def sharedIdDefault(self, parent: sa.Table, column: sa.Column) -> dict[str, Any]:
+        sequence = column.default
+        assert isinstance(sequence, sa.Sequence), "a shared id comes from the parent's sequence"
+        return {"server_default": sequence.next_value()}  # the seed's nextval('reports_id_seq')
+
     def advanceIds(self, conn: sa.Connection, table: str, past: int) -> None:
         sequence: str | None = "reports_id_seq"
         if table != "reports":

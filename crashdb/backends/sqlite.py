@@ -134,6 +134,18 @@ class SQLiteBackend(Backend):
         ).scalar_one()
         return range(last - count, last)
 
+    def sharedIdDefault(self, parent: sa.Table, column: sa.Column) -> dict[str, Any]:
+        """SQLite has no sequences: crashdb's SQL draws the id from the parent's
+        ``id_sequences`` row, in the inserting transaction."""
+        counters = model.id_sequences
+        draw = (sa.update(counters).where(counters.c.name == parent.name)
+                .values(next_id=counters.c.next_id + 1).returning(counters.c.next_id - 1))
+
+        def nextId(context: Any) -> int:
+            return context.connection.execute(draw).scalar_one()
+
+        return {"default": nextId}
+
     def advanceIds(self, conn: sa.Connection, table: str, past: int) -> None:
         counters = model.id_sequences
         conn.execute(
