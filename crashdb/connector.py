@@ -17,7 +17,9 @@ from crashdb.pool import DBThreadPool, Pool, Replica
 from crashdb.processors import ProcessorsConnectorComponent
 from crashdb.rawcrashes import RawCrashesConnectorComponent
 from crashdb.reports import ReportsConnectorComponent
+from crashdb.rollups import RollupsConnectorComponent
 from crashdb.schema import Model
+from crashdb.signatures import SignaturesConnectorComponent
 from crashdb.tcbs import TcbsConnectorComponent
 from crashdb.versions import VersionsConnectorComponent
 
@@ -66,6 +68,8 @@ class DBConnector:
         self.jobs = JobsConnectorComponent(self)
         self.tcbs = TcbsConnectorComponent(self)
         self.versions = VersionsConnectorComponent(self)
+        self.signatures = SignaturesConnectorComponent(self)
+        self.rollups = RollupsConnectorComponent(self)
 
     @defer.inlineCallbacks
     def setup(self, check_version: bool = True) -> Any:

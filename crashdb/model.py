@@ -237,6 +237,35 @@ version_aliases = sa.Table(
     sa.Index("version_aliases_version_id_idx", "version_id"),
 )
 
+# -- signatures (SPEC 13) -------------------------------------------------------------------------
+
+# Each non-empty signature's lifecycle: first and last report, smallest build (min/max merges, so
+# days roll up in any order).
+signatures = sa.Table(
+    "signatures",
+    metadata,
+    sa.Column("signature", sa.String(255), nullable=False),
+    sa.Column("first_report", UTCDateTime, nullable=False),
+    sa.Column("first_build", sa.String(30)),
+    sa.Column("last_report", UTCDateTime, nullable=False),
+    sa.PrimaryKeyConstraint("signature", name="signatures_pkey"),
+)
+
+# The same lifecycle per (signature, product, version); version '' for reports without one.
+signature_versions = sa.Table(
+    "signature_versions",
+    metadata,
+    sa.Column("signature", sa.String(255), nullable=False),
+    sa.Column("product", sa.String(30), nullable=False),
+    sa.Column("version", sa.String(16), nullable=False),
+    sa.Column("first_report", UTCDateTime, nullable=False),
+    sa.Column("first_build", sa.String(30)),
+    sa.Column("last_report", UTCDateTime, nullable=False),
+    sa.PrimaryKeyConstraint("signature", "product", "version", name="signature_versions_pkey"),
+    # getNewSignatures: the signatures first seen for a product in a period
+    sa.Index("signature_versions_product_first_report_idx", "product", "first_report"),
+)
+
 # -- SQLite only ----------------------------------------------------------------------------------
 
 # Id counters standing in for PostgreSQL sequences, so that ids are unique across partitions.

@@ -68,6 +68,12 @@ class Backend(abc.ABC):
     def jsonEquals(self, column: sa.ColumnElement, key: str, value: Any) -> sa.ColumnElement[bool]:
         """``column``'s top-level ``key`` equals the scalar ``value``, type included."""
 
+    @abc.abstractmethod
+    def epochMicroseconds(self, when: sa.ColumnElement) -> sa.ColumnElement[int]:
+        """A ``UTCDateTime`` column as integer microseconds since 1970, exact on every backend
+        (integers, not floats: installations are counted by distinct install times, and a float
+        rounded differently on each backend would count differently)."""
+
     # -- what an error means ------------------------------------------------------------------
 
     @abc.abstractmethod

@@ -83,6 +83,9 @@ class PostgresBackend(Backend):
         """JSONB containment, which the type-aware comparison of JSON values gives for free."""
         return sa.type_coerce(column, postgresql.JSONB()).contains({key: value})
 
+    def epochMicroseconds(self, when: sa.ColumnElement) -> sa.ColumnElement[int]:
+        return sa.cast(sa.extract("epoch", when) * 1_000_000, sa.BigInteger)
+
     def isRetryable(self, error: sa.exc.DBAPIError) -> bool:
         if getattr(error.orig, "pgcode", None) in self.RETRYABLE_CODES:
             return True

@@ -99,6 +99,12 @@ class SQLiteBackend(Backend):
         return sa.and_(kind.in_(self.JSON_TYPES[type(value)]),
                        sa.func.json_extract(column, path) == value)
 
+    def epochMicroseconds(self, when: sa.ColumnElement) -> sa.ColumnElement[int]:
+        # stored as the text YYYY-MM-DD HH:MM:SS.ffffff: whole seconds from strftime('%s'),
+        # microseconds from characters 21 to 26
+        seconds = sa.cast(sa.func.strftime("%s", when), sa.BigInteger)
+        return seconds * 1_000_000 + sa.cast(sa.func.substr(when, 21, 6), sa.BigInteger)
+
     def isRetryable(self, error: sa.exc.DBAPIError) -> bool:
         message = str(error.orig)
         return "database is locked" in message or "database table is locked" in message

@@ -4,8 +4,10 @@ A *collector* receives three weeks of made-up but realistic crashes (a few signa
 dominate and a long tail, several products, versions and operating systems, add-ons, plugin
 crashes and hangs) and stores each as a raw JSON crash, then queues a job for it. Several
 :class:`~crashdb.app.service.ProcessorService` instances claim the jobs, turn each raw crash into a
-report (with its extensions and plugins) and complete the jobs. Then every day is rolled up into
-the top-crashers-by-signature table, which is printed with the partitions the run made.
+report (with its extensions and plugins) and complete the jobs. Then every day is rolled up
+(``db.rollups.runDay``: top crashers, signature lifecycles), and the top crashers, the new
+signatures of the regressed beta, the correlations of its top signature (an add-on is planted in
+most of its crashes) and the partitions the run made are printed.
 
 There are no minidumps here: what ``minidump_stackwalk`` would read from the dump (signature,
 operating system, CPU, crash reason and address) travels in the raw crash under ``"dump"``.

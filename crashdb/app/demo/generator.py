@@ -148,6 +148,9 @@ ADDONS = (
     ("{20a82645-c095-46ed-80e3-08825760534b}", "1.1", 0.07),  # .NET Framework Assistant
     ("toolbar@ask.com", "3.15.10.0", 0.05),
 )
+# An add-on installed in most crashes of the regression and rarely elsewhere: the demo's
+# correlations find it. (id, version, share of the regression's crashes, share of the others')
+PLANTED_ADDON = ("websocket-turbo@example.org", "0.9.1", 0.7, 0.01)
 URLS = ("https://www.facebook.com/", "http://www.youtube.com/watch?v=dQw4w9WgXcQ",
         "https://mail.google.com/mail/u/0/", "http://www.google.com/search?q=crash",
         "http://www.bbc.co.uk/news/", "about:blank", "https://twitter.com/")
@@ -288,6 +291,7 @@ class CrashGenerator:
         if product.name != "FennecAndroid":
             addons = [f"{addon_id}:{addon_version}" for addon_id, addon_version, share in ADDONS
                       if rng.random() < share]
+            addons += _plantedAddon(rng, signature)
             raw["Add-ons"] = ",".join(addons)
         if process_type == "plugin":
             filename, name, plugin_version = _choose(
@@ -299,3 +303,10 @@ class CrashGenerator:
                 raw["HangID"] = str(uuidlib.UUID(int=rng.getrandbits(128), version=4))
         day = received.date()
         return crashUuid(rng, day), received, raw
+
+
+def _plantedAddon(rng: random.Random, signature: str) -> list[str]:
+    """The planted add-on (as an ``Add-ons`` entry) if this crash has it, else nothing."""
+    addon_id, addon_version, with_regression, elsewhere = PLANTED_ADDON
+    share = with_regression if signature == REGRESSION[0] else elsewhere
+    return [f"{addon_id}:{addon_version}"] if rng.random() < share else []

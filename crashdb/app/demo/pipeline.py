@@ -11,7 +11,7 @@ from typing import Any
 
 from twisted.internet import defer, task
 
-from crashdb.app.demo.generator import DEMO_DAYS, CrashGenerator, dayOfUuid
+from crashdb.app.demo.generator import DEMO_DAYS, REGRESSION, CrashGenerator, dayOfUuid
 from crashdb.app.demo.processing import reportFromRawCrash
 from crashdb.app.progress import Progress
 from crashdb.exceptions import CrashDBError
@@ -48,6 +48,7 @@ class DemoResult:
     partitions: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     created: list[str] = dataclasses.field(default_factory=list)
     seconds: float = 0.0
+    correlations: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
 
 
@@ -121,10 +122,12 @@ class Demo:
         self.result.days = _rollupDays(generator.start, now)
         await self._rollUp()
         await self._showTopCrashers(now.date() + DAY)
+        await self._showSignatures(now.date() + DAY)
         await self._showPartitions(existing)
         self.result.seconds = time.monotonic() - started
         self.out(f"done in {self.result.seconds:.1f}s; try `crashdb top-crashers --product "
-                 "Firefox --version 17.0b3` or `crashdb partitions list`")
+                 "Firefox --version 17.0b3`, `crashdb signature "
+                 f"'{REGRESSION[0]}'` or `crashdb partitions list`")
         return self.result
 
     # -- the collector --
@@ -211,13 +214,14 @@ class Demo:
     # -- the rollup and the report --
 
     async def _rollUp(self) -> None:
-        with Progress("rolling up top crashers", total=len(self.result.days),
+        with Progress("rolling up", total=len(self.result.days),
                       stream=self.progress_stream) as progress:
             for day in self.result.days:
-                self.result.rolled_up += await self.db.tcbs.updateTcbs(day)
+                written = await self.db.rollups.runDay(day)
+                self.result.rolled_up += written["tcbs"]
                 progress.advance()
         self.out(f"rolled up {len(self.result.days)} days into {self.result.rolled_up} "
-                 "top-crasher rows")
+                 "top-crasher rows and the signatures' lifecycles")
 
     async def _showTopCrashers(self, end: datetime.date) -> None:
         from crashdb.app.scripts.top_crashers import formatTable, periodTitle
@@ -232,6 +236,29 @@ class Demo:
             self.result.tables.append(table)
             self.out("")
             self.out(table)
+
+    async def _showSignatures(self, end: datetime.date) -> None:
+        """The regressed beta's new signatures, and what its top signature's crashes share."""
+        from crashdb.app.scripts.signature import (
+            formatCorrelations,
+            formatNewSignatures,
+            periodName,
+        )
+
+        product, version = "Firefox", REGRESSION[1]
+        start = end - 7 * DAY
+        period = periodName(product, version, start, end)
+        new = await self.db.signatures.getNewSignatures(product, version, start, end, limit=5)
+        self.out("")
+        self.out(formatNewSignatures(new, f"New signatures: {period}"))
+        top = await self.db.tcbs.getTopCrashers(product, version, start, end, limit=1)
+        if top:
+            signature = top[0]["signature"]
+            rows = await self.db.signatures.getCorrelations(signature, product, version,
+                                                            start, end)
+            self.result.correlations = rows
+            self.out("")
+            self.out(formatCorrelations(rows, f"Correlations of {signature}: {period}"))
 
     async def _showPartitions(self, existing: set[str]) -> None:
         parts = await self.db.partitions.getPartitions()

@@ -157,6 +157,26 @@ class VersionAlias(Row):
     defaults: ClassVar[dict[str, Any]] = {"product": "Firefox"}
 
 
+class Signature(Row):
+    table = "signatures"
+    defaults: ClassVar[dict[str, Any]] = {
+        "signature": "sig",
+        "first_report": DEFAULT_DATE,
+        "last_report": DEFAULT_DATE,
+    }
+
+
+class SignatureVersion(Row):
+    table = "signature_versions"
+    defaults: ClassVar[dict[str, Any]] = {
+        "signature": "sig",
+        "product": "Firefox",
+        "version": "1.0",
+        "first_report": DEFAULT_DATE,
+        "last_report": DEFAULT_DATE,
+    }
+
+
 def _insertionOrder() -> dict[str, int]:
     """Tables in foreign-key order, the partitioned ones after what they reference."""
     plain = [t.name for t in model.metadata.sorted_tables if t.name not in model.PARTITIONED_TABLES]
@@ -260,6 +280,8 @@ __all__ = [
     "RawCrash",
     "Report",
     "Row",
+    "Signature",
+    "SignatureVersion",
     "Tcbs",
     "TestDataMixin",
     "VersionAlias",
