@@ -90,7 +90,7 @@ def connector(url: str):
     from crashdb.pool import SynchronousDBPool
 
     db = DBConnector(url)
-    db.pool = SynchronousDBPool(db.engine, db.strategy)  # time the SQL, not thread hand-offs
+    db.pool = SynchronousDBPool(db.engine, db.backend)  # time the SQL, not thread hand-offs
     return db
 
 

@@ -51,11 +51,18 @@ metadata = sa.MetaData()
 
 # -- crash data (partitioned weekly on date_processed) --------------------------------------------
 
-# One processed crash report; the seed's columns, types and lengths.
+# PostgreSQL sequence behind reports.id: ids are unique across every weekly partition.
+reports_id_seq = sa.Sequence("reports_id_seq", metadata=metadata)
+
+# One processed crash report; the seed's columns, types and lengths. On PostgreSQL the sequence
+# is the id's default in the database too, on the parent (migration 003) and every child
+# (CHILD_SPECS' shared_id), as in the seed, so writers that are not crashdb (psql, COPY) need
+# not name the column; SQLite has no sequences.
 reports = sa.Table(
     "reports",
     metadata,
-    sa.Column("id", sa.Integer, nullable=False),
+    sa.Column("id", sa.Integer, reports_id_seq, server_default=sa.FetchedValue(),
+              nullable=False),
     sa.Column("client_crash_date", UTCDateTime),
     sa.Column("date_processed", UTCDateTime),
     sa.Column("uuid", sa.String(50), nullable=False),
@@ -308,9 +315,6 @@ id_sequences = sa.Table(
     info={"backends": ("sqlite",)},
 )
 
-# PostgreSQL sequence behind reports.id: ids are unique across every weekly partition.
-reports_id_seq = sa.Sequence("reports_id_seq", metadata=metadata)
-
 
 @dataclass(frozen=True)
 class ChildForeignKey:
@@ -327,17 +331,22 @@ class ChildForeignKey:
 class ChildSpec:
     """What a weekly child of a partitioned table carries besides its parent's columns.
 
-    Index and constraint names are ``<child>_<suffix>``, the seeds' names.
+    Index and constraint names are ``<child>_<suffix>``, the seeds' names. ``shared_id``
+    names the column whose values come from the parent's id counter (PostgreSQL: its sequence,
+    the column's default; SQLite: the ``id_sequences`` row named after the parent), never
+    from a counter of the child's own.
     """
 
     primary_key: tuple[str, ...]
     indexes: tuple[tuple[str, tuple[str, ...], bool], ...]  # (suffix, columns, unique)
     foreign_keys: tuple[ChildForeignKey, ...] = ()
+    shared_id: str | None = None
 
 
 CHILD_SPECS: dict[str, ChildSpec] = {
     "reports": ChildSpec(
         primary_key=("id",),
+        shared_id="id",
         indexes=(
             ("unique_uuid", ("uuid",), True),
             ("build_key", ("build",), False),

@@ -104,7 +104,7 @@ def _newChildTable(
         return metadata.tables[name]
     spec = model.CHILD_SPECS[parent]
     parentTable = model.metadata.tables[parent]
-    columns = [sa.Column(c.name, c.type, nullable=c.nullable) for c in parentTable.c]
+    columns = [_childColumn(parentTable, c, spec, backend) for c in parentTable.c]
     constraints: list[Any] = [
         sa.PrimaryKeyConstraint(*spec.primary_key, name=f"{name}_pkey"),
         sa.CheckConstraint(backend.weekCheck(monday), name=f"{name}_date_check"),
@@ -123,6 +123,17 @@ def _newChildTable(
         sa.Index(f"{name}_{suffix}", *cols, unique=unique) for suffix, cols, unique in spec.indexes
     ]
     return sa.Table(name, metadata, *columns, *constraints, *indexes)
+
+
+def _childColumn(parent: sa.Table, column: sa.Column, spec: model.ChildSpec,
+                 backend: Backend) -> sa.Column:
+    """A child's copy of the parent's ``column``. The shared id is never SERIAL (a sequence of
+    the child's own): it draws from the parent's counter, as the backend keeps it
+    (``Backend.sharedIdDefault``)."""
+    if column.name != spec.shared_id:
+        return sa.Column(column.name, column.type, nullable=column.nullable)
+    return sa.Column(column.name, column.type, nullable=column.nullable, autoincrement=False,
+                     **backend.sharedIdDefault(parent, column))
 
 
 def weekTables(monday: datetime.datetime, backend: Backend) -> list[sa.Table]:

@@ -68,20 +68,6 @@ def uptimeBucket(uptime: sa.ColumnElement[int]) -> sa.ColumnElement[str]:
     )
 
 
-def epochMicroseconds(dialect: str, when: sa.ColumnElement) -> sa.ColumnElement[int]:
-    """A ``UTCDateTime`` column as integer microseconds since 1970, exact on both backends.
-
-    Integers, not floats: installations are counted by distinct install times, and a float
-    rounded differently on each backend would count differently. SQLite stores the text
-    ``YYYY-MM-DD HH:MM:SS.ffffff``: whole seconds from ``strftime('%s')``, microseconds from
-    characters 21 to 26.
-    """
-    if dialect == "postgresql":
-        return sa.cast(sa.extract("epoch", when) * MICROSECONDS, sa.BigInteger)
-    seconds = sa.cast(sa.func.strftime("%s", when), sa.BigInteger)
-    return seconds * MICROSECONDS + sa.cast(sa.func.substr(when, 21, 6), sa.BigInteger)
-
-
 class SignaturesConnectorComponent(DBConnectorComponent):
     """Signature lifecycles (a daily rollup), summaries and correlations.
 
@@ -294,7 +280,7 @@ class SignaturesConnectorComponent(DBConnectorComponent):
     ) -> sa.Select:
         """One statement: the totals, then (facet, term, count) for every facet's terms."""
         s = scope.c
-        install = (epochMicroseconds(conn.dialect.name, s.client_crash_date)
+        install = (self.db.backend.epochMicroseconds(s.client_crash_date)
                    - sa.cast(s.install_age, sa.BigInteger) * MICROSECONDS)
         term = sa.null().label("term")
         parts: list[sa.Select] = [

@@ -68,6 +68,12 @@ class Backend(abc.ABC):
     def jsonEquals(self, column: sa.ColumnElement, key: str, value: Any) -> sa.ColumnElement[bool]:
         """``column``'s top-level ``key`` equals the scalar ``value``, type included."""
 
+    @abc.abstractmethod
+    def epochMicroseconds(self, when: sa.ColumnElement) -> sa.ColumnElement[int]:
+        """A ``UTCDateTime`` column as integer microseconds since 1970, exact on every backend
+        (integers, not floats: installations are counted by distinct install times, and a float
+        rounded differently on each backend would count differently)."""
+
     # -- what an error means ------------------------------------------------------------------
 
     @abc.abstractmethod
@@ -144,6 +150,11 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def reserveIds(self, conn: sa.Connection, name: str, count: int) -> Sequence[int]:
         """``count`` new ids of table ``name`` (``reports``), in one round trip."""
+
+    @abc.abstractmethod
+    def sharedIdDefault(self, parent: sa.Table, column: sa.Column) -> dict[str, Any]:
+        """The default of a weekly child's copy of ``parent``'s id ``column`` (keyword arguments
+        of ``sa.Column``): the parent's counter, never a sequence of the child's own."""
 
     @abc.abstractmethod
     def advanceIds(self, conn: sa.Connection, table: str, past: int) -> None:

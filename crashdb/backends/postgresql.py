@@ -83,6 +83,9 @@ class PostgresBackend(Backend):
         """JSONB containment, which the type-aware comparison of JSON values gives for free."""
         return sa.type_coerce(column, postgresql.JSONB()).contains({key: value})
 
+    def epochMicroseconds(self, when: sa.ColumnElement) -> sa.ColumnElement[int]:
+        return sa.cast(sa.extract("epoch", when) * 1_000_000, sa.BigInteger)
+
     def isRetryable(self, error: sa.exc.DBAPIError) -> bool:
         if getattr(error.orig, "pgcode", None) in self.RETRYABLE_CODES:
             return True
@@ -187,6 +190,11 @@ class PostgresBackend(Backend):
             sa.text(f"SELECT array_agg(nextval('{name}_id_seq')) FROM generate_series(1, :n)"),
             {"n": count},
         ).scalar_one()
+
+    def sharedIdDefault(self, parent: sa.Table, column: sa.Column) -> dict[str, Any]:
+        sequence = column.default
+        assert isinstance(sequence, sa.Sequence), "a shared id comes from the parent's sequence"
+        return {"server_default": sequence.next_value()}  # the seed's nextval('reports_id_seq')
 
     def advanceIds(self, conn: sa.Connection, table: str, past: int) -> None:
         sequence: str | None = "reports_id_seq"

@@ -99,6 +99,12 @@ class SQLiteBackend(Backend):
         return sa.and_(kind.in_(self.JSON_TYPES[type(value)]),
                        sa.func.json_extract(column, path) == value)
 
+    def epochMicroseconds(self, when: sa.ColumnElement) -> sa.ColumnElement[int]:
+        # stored as the text YYYY-MM-DD HH:MM:SS.ffffff: whole seconds from strftime('%s'),
+        # microseconds from characters 21 to 26
+        seconds = sa.cast(sa.func.strftime("%s", when), sa.BigInteger)
+        return seconds * 1_000_000 + sa.cast(sa.func.substr(when, 21, 6), sa.BigInteger)
+
     def isRetryable(self, error: sa.exc.DBAPIError) -> bool:
         message = str(error.orig)
         return "database is locked" in message or "database table is locked" in message
@@ -133,6 +139,18 @@ class SQLiteBackend(Backend):
             .returning(counters.c.next_id)
         ).scalar_one()
         return range(last - count, last)
+
+    def sharedIdDefault(self, parent: sa.Table, column: sa.Column) -> dict[str, Any]:
+        """SQLite has no sequences: crashdb's SQL draws the id from the parent's
+        ``id_sequences`` row, in the inserting transaction."""
+        counters = model.id_sequences
+        draw = (sa.update(counters).where(counters.c.name == parent.name)
+                .values(next_id=counters.c.next_id + 1).returning(counters.c.next_id - 1))
+
+        def nextId(context: Any) -> int:
+            return context.connection.execute(draw).scalar_one()
+
+        return {"default": nextId}
 
     def advanceIds(self, conn: sa.Connection, table: str, past: int) -> None:
         counters = model.id_sequences

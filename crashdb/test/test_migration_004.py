@@ -19,7 +19,7 @@ from crashdb.test.test_migration_002 import _tablesNamed, _upgrade, emptyUrl  # 
 UTC = datetime.UTC
 PROCESSED = datetime.datetime(2012, 10, 16, 12, 0, tzinfo=UTC)
 NEW_TABLES = {"signatures", "signature_versions"}
-BEFORE = "002"  # the revision 004 follows in this branch
+BEFORE = "003"  # the revision 004 follows
 
 
 @pytest_twisted.inlineCallbacks

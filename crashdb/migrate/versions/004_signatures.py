@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "004"
-down_revision = "002"  # "003" once the migration numbered 003 is merged before this one
+down_revision = "003"
 branch_labels = None
 depends_on = None
 
