@@ -5,7 +5,9 @@ dominate and a long tail, several products, versions and operating systems, add-
 crashes and hangs) and stores each as a raw JSON crash, then queues a job for it. Several
 :class:`~crashdb.service.ProcessorService` instances claim the jobs, turn each raw crash into a
 report (with its extensions and plugins) and complete the jobs. Then every day is rolled up into
-the top-crashers-by-signature table, which is printed with the partitions the run made.
+the top-crashers-by-signature table, which is printed with the partitions the run made. Usage
+figures (active daily users) are fed for every product version and day, and the signatures that
+exploded on the last complete day are listed: one planted to explode then comes first.
 
 There are no minidumps here: what ``minidump_stackwalk`` would read from the dump (signature,
 operating system, CPU, crash reason and address) travels in the raw crash under ``"dump"``.
