@@ -261,6 +261,8 @@ def escapeLike(value: str) -> str:
 
 
 class _PostgresSql:
+    """PostgreSQL's spelling of what search needs beyond SQLAlchemy's common SQL."""
+
     @staticmethod
     def like(term: sa.ColumnElement, pattern: str) -> sa.ColumnElement[bool]:
         # ILIKE under the "C" collation folds ASCII letters only, as SQLite's LIKE does
@@ -287,6 +289,8 @@ class _PostgresSql:
 
 
 class _SQLiteSql:
+    """SQLite's spelling of the same, with the same results."""
+
     @staticmethod
     def like(term: sa.ColumnElement, pattern: str) -> sa.ColumnElement[bool]:
         return term.like(pattern, escape="\\")  # SQLite's LIKE folds ASCII letters only
@@ -371,8 +375,8 @@ class _Query:
         return [*link, table.c.date_processed >= first, table.c.date_processed < last]
 
     def matches(self, term: sa.ColumnElement, field: Field, op: str, value: Any):
-        """``term`` satisfies ``op value`` (never for NULL); ``!=`` and ``exists False`` are
-        the negations of ``=`` and ``exists True``, built by the caller."""
+        """``term`` satisfies ``op value`` (never for NULL). ``!=`` is tested as ``=`` and
+        ``exists`` as ``exists True``: the caller negates them for ``!=`` and ``exists False``."""
         if op in ("=", "!="):
             return term == value[0] if len(value) == 1 else term.in_(value)
         if op == "exists":
@@ -389,14 +393,13 @@ class _Query:
     def condition(self, r: Any, each: Filter) -> sa.ColumnElement[bool]:
         field, op, value = each.field, each.op, each.value
         negated = op == "!=" or (op == "exists" and value is False)
-        positive = "exists" if op == "exists" else op
         if field.source == "column":
             term = r[field.key]
-            found = self.matches(term, field, positive, value)
+            found = self.matches(term, field, op, value)
             return sa.or_(term.is_(None), sa.not_(found)) if negated else found
         source, link, term, isSet = self.linkedTerm(field, r)
         found = sa.exists(sa.select(sa.literal(1)).select_from(source).where(
-            *link, self.matches(term, field, positive, value),
+            *link, self.matches(term, field, op, value),
             *(() if isSet is None else (isSet,))))
         return sa.not_(found) if negated else found
 
