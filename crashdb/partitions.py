@@ -82,7 +82,8 @@ def overlaps(monday: datetime.datetime, start: datetime.datetime | None,
 def childTable(parent: str, monday: datetime.datetime, backend: Backend) -> sa.Table:
     """The weekly child of ``parent`` as a Table: the parent's columns, plus the indexes,
     keys and date check (``backend.weekCheck``) of ``model.CHILD_SPECS``, all named
-    ``<child>_<suffix>``."""
+    ``<child>_<suffix>``. Any time of the week names the same child (the cache is by name)."""
+    monday = weekStart(monday)
     name = partitionName(parent, monday)
     with _child_lock:
         metadata = _child_metadata.get(backend.name)

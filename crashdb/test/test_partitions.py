@@ -117,3 +117,17 @@ def test_partition_sizes_count_rows(db):
 def test_ensure_week_rejects_a_naive_datetime(db):
     with pytest.raises(InvalidInputError):
         yield db.partitions.ensureWeek(datetime.datetime(2012, 1, 1))
+
+
+def test_any_time_of_a_week_gives_the_child_of_that_whole_week():
+    """Children are cached by name: a Tuesday must not leave a child that starts on Tuesday."""
+    import sqlalchemy as sa
+
+    from crashdb.partitions import childTable
+
+    backend = fakedb.FakeDBConnector().backend
+    tuesday = datetime.datetime(2031, 3, 4, 15, 30, tzinfo=datetime.UTC)
+    first = childTable("reports", tuesday, backend)
+    assert first is childTable("reports", weekStart(tuesday), backend)
+    (check,) = [c for c in first.constraints if isinstance(c, sa.CheckConstraint)]
+    assert "2031-03-03 00:00:00" in str(check.sqltext)
