@@ -1,6 +1,6 @@
 """crash-stats for crashdb: the pages and the JSON API of ``crashdb serve`` (SPEC 16).
 
-Each view is one method that gathers component results into a dict; its page renders that dict
+Each view is one function that gathers component results into a dict; its page renders that dict
 with a template (Jinja2, autoescaping every value), its ``/api/...`` twin returns it as JSON.
 Views call only the public component API: no SQL here, and no component knows about HTTP.
 
@@ -321,27 +321,27 @@ async def signature(self: CrashStats, query: Query, authorized: bool) -> dict[st
     start = datetime.datetime(start_day.year, start_day.month, start_day.day,
                               tzinfo=datetime.UTC)
     end = start + (end_day - start_day)
-    summary, total, daily = await together([
+    summary, total, daily, correlations = await together([
         self.db.signatures.getSummary(name, product=product, version=version, **period),
         self.db.reports.countReports(product=product, version=version, signature=name,
                                      start=start, end=end),
         defer.ensureDeferred(together([
             self.db.tcbs.getDailyCounts(p, [name], version=version, **period) for p in products
         ])),
+        # correlations compare with the product's other crashes: only for a product
+        defer.succeed(None) if product is None else
+        self.db.signatures.getCorrelations(name, product, version=version, **period),
     ])
-    correlations = None
-    if product is not None:
-        correlations = await self.db.signatures.getCorrelations(name, product, version=version,
-                                                                **period)
     latest = await self.db.reports.getReports(
         product=product, version=version, signature=name, start=start, end=end,
         limit=SIGNATURE_REPORTS, offset=max(0, total - SIGNATURE_REPORTS))
+    days = _days(start_day, end_day)
     counts = [sum(column) for column in zip(*(d[name] for d in daily), strict=True)]
     return {
         "signature": name, "product": product, "version": version, **period,
         "lifecycle": lifecycle, "summary": summary, "correlations": correlations,
         "daily": [{"day": day, "count": count}
-                  for day, count in zip(_days(start_day, end_day), counts, strict=True)],
+                  for day, count in zip(days, counts or [0] * len(days), strict=True)],
         "total": total,
         "reports": [{column: r[column] for column in REPORT_COLUMNS} for r in reversed(latest)],
     }
