@@ -8,6 +8,7 @@ from typing import Any
 from twisted.internet import defer
 
 from crashdb.backends import Backend, createEngine, parseUrl, resolveReplicaUrls, resolveUrl
+from crashdb.crashrates import CrashRatesConnectorComponent
 from crashdb.exceptions import DatabaseNotReadyError, InvalidInputError
 from crashdb.extensions import ExtensionsConnectorComponent
 from crashdb.jobs import JobsConnectorComponent
@@ -70,6 +71,7 @@ class DBConnector:
         self.versions = VersionsConnectorComponent(self)
         self.signatures = SignaturesConnectorComponent(self)
         self.rollups = RollupsConnectorComponent(self)
+        self.crashrates = CrashRatesConnectorComponent(self)
 
     @defer.inlineCallbacks
     def setup(self, check_version: bool = True) -> Any:

@@ -266,6 +266,32 @@ signature_versions = sa.Table(
     sa.Index("signature_versions_product_first_report_idx", "product", "first_report"),
 )
 
+# -- crash rates (SPEC 14) ------------------------------------------------------------------------
+
+# Active daily users per (UTC day, product, version), fed from the products' usage pings.
+product_adu = sa.Table(
+    "product_adu",
+    metadata,
+    sa.Column("day", sa.Date, nullable=False),
+    sa.Column("product", sa.String(30), nullable=False),
+    sa.Column("version", sa.String(16), nullable=False),
+    sa.Column("adu", sa.BigInteger, nullable=False),
+    sa.PrimaryKeyConstraint("day", "product", "version", name="product_adu_pkey"),
+    sa.CheckConstraint("adu >= 0", name="product_adu_adu_check"),
+    sa.Index("product_adu_product_day_idx", "product", "day"),
+)
+
+# The fraction (0 < throttle <= 1) of a product's crashes the collector keeps; 1 when absent.
+product_throttles = sa.Table(
+    "product_throttles",
+    metadata,
+    sa.Column("product", sa.String(30), primary_key=True),
+    sa.Column("throttle", sa.Double, nullable=False),
+    sa.CheckConstraint(
+        "throttle > 0 AND throttle <= 1", name="product_throttles_throttle_check"
+    ),
+)
+
 # -- SQLite only ----------------------------------------------------------------------------------
 
 # Id counters standing in for PostgreSQL sequences, so that ids are unique across partitions.

@@ -74,6 +74,14 @@ class Backend(abc.ABC):
         (integers, not floats: installations are counted by distinct install times, and a float
         rounded differently on each backend would count differently)."""
 
+    @abc.abstractmethod
+    def greatest(self, *values: sa.ColumnElement) -> sa.ColumnElement[float]:
+        """The largest of ``values`` (doubles), row by row."""
+
+    @abc.abstractmethod
+    def squareRoot(self, conn: sa.Connection, value: sa.ColumnElement) -> sa.ColumnElement[float]:
+        """The IEEE square root of ``value`` in SQL, on ``conn``."""
+
     # -- what an error means ------------------------------------------------------------------
 
     @abc.abstractmethod

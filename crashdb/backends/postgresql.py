@@ -86,6 +86,12 @@ class PostgresBackend(Backend):
     def epochMicroseconds(self, when: sa.ColumnElement) -> sa.ColumnElement[int]:
         return sa.cast(sa.extract("epoch", when) * 1_000_000, sa.BigInteger)
 
+    def greatest(self, *values: sa.ColumnElement) -> sa.ColumnElement[float]:
+        return sa.func.greatest(*values, type_=sa.Double)
+
+    def squareRoot(self, conn: sa.Connection, value: sa.ColumnElement) -> sa.ColumnElement[float]:
+        return sa.func.sqrt(value, type_=sa.Double)
+
     def isRetryable(self, error: sa.exc.DBAPIError) -> bool:
         if getattr(error.orig, "pgcode", None) in self.RETRYABLE_CODES:
             return True

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import logging
+import math
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -104,6 +105,17 @@ class SQLiteBackend(Backend):
         # microseconds from characters 21 to 26
         seconds = sa.cast(sa.func.strftime("%s", when), sa.BigInteger)
         return seconds * 1_000_000 + sa.cast(sa.func.substr(when, 21, 6), sa.BigInteger)
+
+    def greatest(self, *values: sa.ColumnElement) -> sa.ColumnElement[float]:
+        return sa.func.max(*values, type_=sa.Double)  # max() of several arguments is scalar
+
+    def squareRoot(self, conn: sa.Connection, value: sa.ColumnElement) -> sa.ColumnElement[float]:
+        # sqrt exists only in SQLite builds with the math functions: register Python's (the
+        # same IEEE square root) on the connection
+        driver = conn.connection.driver_connection
+        assert driver is not None  # an open connection has its driver's
+        driver.create_function("crashdb_sqrt", 1, math.sqrt, deterministic=True)
+        return sa.func.crashdb_sqrt(value, type_=sa.Double)
 
     def isRetryable(self, error: sa.exc.DBAPIError) -> bool:
         message = str(error.orig)

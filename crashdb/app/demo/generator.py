@@ -310,3 +310,65 @@ def _plantedAddon(rng: random.Random, signature: str) -> list[str]:
     addon_id, addon_version, with_regression, elsewhere = PLANTED_ADDON
     share = with_regression if signature == REGRESSION[0] else elsewhere
     return [f"{addon_id}:{addon_version}"] if rng.random() < share else []
+
+
+# -- crash rates: usage, and a crash that explodes ---------------------------------------------
+
+# A signature never seen before that the last complete day brings by the dozen (a bad driver
+# update, say): ``crashdb explosive`` must list it first.
+EXPLOSIVE_SIGNATURE = "mozilla::layers::ImageBridgeChild::FlushAllImages"
+CRASHES_PER_100_ADU = 1.0  # sets the usage fed in, relative to the crashes made
+RELEASE = ("Firefox", "16.0.1", "16.0", 5)  # users move to 16.0.1 from 16.0, 5 days before the end
+
+
+def explosionSize(crashes: int) -> int:
+    """How many of ``crashes`` the planted signature takes: 40% of a day's Firefox crashes, at
+    least 40 (a score of 1.3 and more), at most a quarter of them."""
+    daily = crashes / DEMO_DAYS * PRODUCTS[0].share
+    return min(crashes // 4, max(40, round(0.4 * daily)))
+
+
+def withExplosion(
+    generator: CrashGenerator, count: int, day: datetime.date
+) -> list[tuple[str, datetime.datetime, dict[str, Any]]]:
+    """``count`` crashes in order of arrival, ``explosionSize(count)`` of them Firefox crashes
+    of :data:`EXPLOSIVE_SIGNATURE` received on ``day`` (and only then)."""
+    planted = explosionSize(count)
+    crashes = generator.crashes(count - planted)
+    rng = generator.rng
+    midnight = datetime.datetime(day.year, day.month, day.day, tzinfo=UTC)
+    while planted:
+        _, received, raw = generator.crash()
+        if raw["ProductName"] != "Firefox" or "ProcessType" in raw:
+            continue
+        moved = midnight + datetime.timedelta(seconds=rng.randrange(86400))
+        shift = int((moved - received).total_seconds())
+        for key in ("CrashTime", "StartupTime", "InstallTime"):
+            raw[key] = str(int(raw[key]) + shift)
+        raw["submitted_timestamp"] = moved.isoformat()
+        raw["dump"]["signature"] = EXPLOSIVE_SIGNATURE
+        crashes.append((crashUuid(rng, day), moved, raw))
+        planted -= 1
+    crashes.sort(key=lambda crash: crash[1])
+    return crashes
+
+
+def dailyUsers(crashes: int, days: Sequence[datetime.date]) -> list[dict[str, Any]]:
+    """ADU rows for every product version and day: as many users as make
+    :data:`CRASHES_PER_100_ADU` of the demo's crashes, fewer at weekends (as the crashes are),
+    growing 1% a day, and on :data:`RELEASE`'s day users moving to the new version."""
+    product_name, new, old, before_end = RELEASE
+    release = days[-1] - before_end * DAY
+    rows = []
+    for index, day in enumerate(days):
+        weekday = 0.8 if day.weekday() >= 5 else 1.0
+        for product in PRODUCTS:
+            users = crashes / DEMO_DAYS * product.share * 100 / CRASHES_PER_100_ADU
+            users *= weekday * (1 + 0.01 * index)
+            for version in product.versions:
+                share = version.share
+                if product.name == product_name and day >= release:
+                    share *= {new: 1.6, old: 0.4}.get(version.version, 1.0)
+                rows.append({"day": day, "product": product.name, "version": version.version,
+                             "adu": max(1, round(users * share))})
+    return rows

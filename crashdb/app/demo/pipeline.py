@@ -11,7 +11,14 @@ from typing import Any
 
 from twisted.internet import defer, task
 
-from crashdb.app.demo.generator import DEMO_DAYS, REGRESSION, CrashGenerator, dayOfUuid
+from crashdb.app.demo.generator import (
+    DEMO_DAYS,
+    REGRESSION,
+    CrashGenerator,
+    dailyUsers,
+    dayOfUuid,
+    withExplosion,
+)
 from crashdb.app.demo.processing import reportFromRawCrash
 from crashdb.app.progress import Progress
 from crashdb.exceptions import CrashDBError
@@ -49,6 +56,7 @@ class DemoResult:
     created: list[str] = dataclasses.field(default_factory=list)
     seconds: float = 0.0
     correlations: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    explosive: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
 
 
@@ -103,7 +111,7 @@ class Demo:
         existing = {p["name"] for p in await self.db.partitions.getPartitions()}
         now = datetime.datetime.now(UTC)
         generator = CrashGenerator(self.rng, now)
-        crashes = generator.crashes(self.crashes)
+        crashes = withExplosion(generator, self.crashes, now.date() - DAY)
         self._ours = {uuid for uuid, _, _ in crashes}
         services = await self._startProcessors()
         try:
@@ -123,6 +131,7 @@ class Demo:
         await self._rollUp()
         await self._showTopCrashers(now.date() + DAY)
         await self._showSignatures(now.date() + DAY)
+        await self._showExplosive(now.date() - DAY)
         await self._showPartitions(existing)
         self.result.seconds = time.monotonic() - started
         self.out(f"done in {self.result.seconds:.1f}s; try `crashdb top-crashers --product "
@@ -259,6 +268,19 @@ class Demo:
             self.result.correlations = rows
             self.out("")
             self.out(formatCorrelations(rows, f"Correlations of {signature}: {period}"))
+
+    async def _showExplosive(self, day: datetime.date) -> None:
+        """Feed the usage of every rolled-up day, then list what exploded on ``day``."""
+        from crashdb.app.scripts.explosive import formatTable, title
+
+        usage = dailyUsers(self.crashes, self.result.days)
+        await self._send(self.db.crashrates.addAdu, usage)
+        self.result.explosive = await self.db.crashrates.getExplosive("Firefox", day, limit=5)
+        table = formatTable(self.result.explosive, title("Firefox", None, day, per_adu=True))
+        self.result.tables.append(table)
+        self.out("")
+        self.out(f"fed {len(usage)} ADU rows (active daily users per product version and day)")
+        self.out(table)
 
     async def _showPartitions(self, existing: set[str]) -> None:
         parts = await self.db.partitions.getPartitions()

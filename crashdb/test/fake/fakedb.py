@@ -177,6 +177,16 @@ class SignatureVersion(Row):
     }
 
 
+class ProductAdu(Row):
+    table = "product_adu"
+    defaults: ClassVar[dict[str, Any]] = {
+        "day": DEFAULT_DATE.date(),
+        "product": "Firefox",
+        "version": "1.0",
+        "adu": 1000,
+    }
+
+
 def _insertionOrder() -> dict[str, int]:
     """Tables in foreign-key order, the partitioned ones after what they reference."""
     plain = [t.name for t in model.metadata.sorted_tables if t.name not in model.PARTITIONED_TABLES]
@@ -276,6 +286,7 @@ __all__ = [
     "Plugin",
     "PluginReport",
     "Processor",
+    "ProductAdu",
     "ProductVersion",
     "RawCrash",
     "Report",
