@@ -20,6 +20,7 @@ from crashdb.rawcrashes import RawCrashesConnectorComponent
 from crashdb.reports import ReportsConnectorComponent
 from crashdb.rollups import RollupsConnectorComponent
 from crashdb.schema import Model
+from crashdb.search import SearchConnectorComponent
 from crashdb.signatures import SignaturesConnectorComponent
 from crashdb.tcbs import TcbsConnectorComponent
 from crashdb.versions import VersionsConnectorComponent
@@ -72,6 +73,7 @@ class DBConnector:
         self.signatures = SignaturesConnectorComponent(self)
         self.rollups = RollupsConnectorComponent(self)
         self.crashrates = CrashRatesConnectorComponent(self)
+        self.search = SearchConnectorComponent(self)
 
     @defer.inlineCallbacks
     def setup(self, check_version: bool = True) -> Any:

@@ -82,6 +82,26 @@ class Backend(abc.ABC):
     def squareRoot(self, conn: sa.Connection, value: sa.ColumnElement) -> sa.ColumnElement[float]:
         """The IEEE square root of ``value`` in SQL, on ``conn``."""
 
+    @abc.abstractmethod
+    def caseInsensitiveLike(self, term: sa.ColumnElement, pattern: str
+                            ) -> sa.ColumnElement[bool]:
+        """``term LIKE pattern`` (``\\`` escapes), folding ASCII letters only, identically on
+        every backend."""
+
+    @abc.abstractmethod
+    def jsonText(self, column: sa.ColumnElement, key: str) -> tuple[sa.ColumnElement[str], Any]:
+        """A JSON object column's top-level ``key`` as text (a number as written, booleans
+        ``true``/``false``), and a further condition for it to count as set (None: none), so
+        that arrays and objects count as unset on every backend."""
+
+    @abc.abstractmethod
+    def sameWeek(self, a: sa.ColumnElement, b: sa.ColumnElement) -> sa.ColumnElement[bool]:
+        """``a`` and ``b`` (UTCDateTime columns) fall in the same Monday-to-Monday UTC week."""
+
+    @abc.abstractmethod
+    def utcDay(self, column: sa.ColumnElement) -> sa.ColumnElement:
+        """The UTC day of a UTCDateTime column, as the backend returns dates."""
+
     # -- what an error means ------------------------------------------------------------------
 
     @abc.abstractmethod

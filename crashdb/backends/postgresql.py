@@ -92,6 +92,23 @@ class PostgresBackend(Backend):
     def squareRoot(self, conn: sa.Connection, value: sa.ColumnElement) -> sa.ColumnElement[float]:
         return sa.func.sqrt(value, type_=sa.Double)
 
+    def caseInsensitiveLike(self, term: sa.ColumnElement, pattern: str
+                            ) -> sa.ColumnElement[bool]:
+        # ILIKE under the "C" collation folds ASCII letters only, as SQLite's LIKE does
+        return term.collate("C").ilike(pattern, escape="\\")
+
+    def jsonText(self, column: sa.ColumnElement, key: str) -> tuple[sa.ColumnElement[str], Any]:
+        value = sa.type_coerce(column, postgresql.JSONB())[key]
+        # ->> gives arrays and objects as JSON text too: the second condition leaves them out.
+        # Apart, so that a filter tests it only on rows whose text already matched.
+        return value.astext, sa.func.jsonb_typeof(value).not_in(("array", "object"))
+
+    def sameWeek(self, a: sa.ColumnElement, b: sa.ColumnElement) -> sa.ColumnElement[bool]:
+        return sa.func.date_trunc("week", a, "UTC") == sa.func.date_trunc("week", b, "UTC")
+
+    def utcDay(self, column: sa.ColumnElement) -> sa.ColumnElement:
+        return sa.cast(sa.func.timezone("UTC", column), sa.Date)
+
     def isRetryable(self, error: sa.exc.DBAPIError) -> bool:
         if getattr(error.orig, "pgcode", None) in self.RETRYABLE_CODES:
             return True

@@ -117,6 +117,28 @@ class SQLiteBackend(Backend):
         driver.create_function("crashdb_sqrt", 1, math.sqrt, deterministic=True)
         return sa.func.crashdb_sqrt(value, type_=sa.Double)
 
+    def caseInsensitiveLike(self, term: sa.ColumnElement, pattern: str
+                            ) -> sa.ColumnElement[bool]:
+        return term.like(pattern, escape="\\")  # SQLite's LIKE folds ASCII letters only
+
+    def jsonText(self, column: sa.ColumnElement, key: str) -> tuple[sa.ColumnElement[str], Any]:
+        path = f'$."{key}"'
+        literal = column.op("->")(path)  # a number's text as written in the JSON
+        text = sa.case(
+            {"text": sa.func.json_extract(column, path), "integer": literal, "real": literal,
+             "true": "true", "false": "false"},
+            value=sa.func.json_type(column, path),
+            else_=sa.null(),
+        )
+        return sa.type_coerce(text, sa.String), None  # NULL already for arrays and objects
+
+    def sameWeek(self, a: sa.ColumnElement, b: sa.ColumnElement) -> sa.ColumnElement[bool]:
+        # the Monday on or before: back six days, then forward to the next Monday
+        return sa.func.date(a, "-6 days", "weekday 1") == sa.func.date(b, "-6 days", "weekday 1")
+
+    def utcDay(self, column: sa.ColumnElement) -> sa.ColumnElement:
+        return sa.func.date(column)  # stored as naive UTC text: 'YYYY-MM-DD'
+
     def isRetryable(self, error: sa.exc.DBAPIError) -> bool:
         message = str(error.orig)
         return "database is locked" in message or "database table is locked" in message
