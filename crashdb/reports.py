@@ -73,15 +73,22 @@ _pluginValidator = RowValidator(
 
 def validateReport(report: Any, index: int | None = None) -> None:
     """InvalidInputError (naming ``field`` and ``index``) unless ``report`` is a reportdict
-    ``addReport`` takes, its ``extensions`` and ``plugins`` included."""
-    _reportValidator.validate(report, index)
+    ``addReport`` takes, its ``extensions`` and ``plugins`` included.
+
+    A row the bulk encoder vouches for is valid without the validator's per-value checks (a
+    fifth of their cost; the legacy import checks every row before writing it)."""
+    if _reportEncoder.values(report, None) is None:
+        _reportValidator.validate(report, index)
     _validateChildLists(report, index)
 
 
 def _validateChildLists(report: dict, index: int | None) -> None:
     """The checks of a (valid) report's ``extensions`` and ``plugins``."""
     extensions = report.get("extensions")
-    if extensions is not None:
+    if extensions is not None and not (
+        type(extensions) is list
+        and all(_extensionEncoder.values(e, None) is not None for e in extensions)
+    ):
         _validateChildren(extensions, "extensions", _extensionValidator, index)
     plugins = report.get("plugins")
     if plugins is not None:
