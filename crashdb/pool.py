@@ -140,6 +140,7 @@ def _runInTransaction(
             log.warning(
                 "retrying database call in %.2fs (attempt %d, %s): %s",
                 delay, attempt, stage, _reason(error),
+                extra={"retryReason": _reason(error), "retryRemaining": deadline - now},
             )
             time.sleep(delay)
 

@@ -22,7 +22,14 @@ from crashdb.base import DBConnectorComponent, batched
 from crashdb.bulk import bulkInsertWeeks, copytext
 from crashdb.bulk.encoder import CheckingEncoder
 from crashdb.exceptions import InvalidInputError
-from crashdb.partitions import childTable, latestByUuid, missingWeeks, uuidLookup, weekStart
+from crashdb.partitions import (
+    WEEK,
+    childTable,
+    latestByUuid,
+    missingWeeks,
+    uuidLookup,
+    weekStart,
+)
 from crashdb.plugins import pluginIds
 from crashdb.validation import (
     RowValidator,
@@ -41,6 +48,8 @@ PLUGIN_FIELDS = ("report_id", "plugin_id", "date_processed", "version")
 CHILD_LISTS = ("extensions", "plugins")
 #: batches with fewer new reports skip the optimistic append (a savepoint costs two round trips)
 BULK_MIN_ROWS = 16
+#: uuids per look-up of stored reports (SQLite binds each one)
+UUID_LOOKUP_CHUNK = 900
 UTC = datetime.UTC
 
 _reportValidator = RowValidator(
@@ -274,11 +283,13 @@ class ReportsConnectorComponent(DBConnectorComponent):
             raise
 
     def _write(self, conn: sa.Connection, reports: list[dict[str, Any]]) -> list[int]:
-        """Every new report's id is drawn from the sequence up front, in one round trip. Then,
-        optimistically, all rows are appended (COPY on PostgreSQL) inside a savepoint; only if a
-        uuid is already stored does the savepoint roll back and the careful path run, which
-        skips stored uuids (``ON CONFLICT DO NOTHING``) and looks up their ids. Small batches
-        go the careful way at once (a savepoint costs two round trips)."""
+        """The batch's uuids already stored are looked up first (one query per thousand), and
+        ids are drawn from the sequence only for the others, in one round trip: a re-added
+        report never consumes an id. Then, optimistically, the new rows are appended (COPY on
+        PostgreSQL) inside a savepoint; only if another writer stored one of them meanwhile
+        does the savepoint roll back and the careful path run, which skips stored uuids
+        (``ON CONFLICT DO NOTHING``) and looks up their ids. Small batches go the careful way
+        at once (a savepoint costs two round trips)."""
         backend = self.db.backend
         weeks: dict[datetime.datetime, dict[str, tuple[int, dict]]] = {}
         placed: list[tuple[datetime.datetime, str]] = []
@@ -291,23 +302,50 @@ class ReportsConnectorComponent(DBConnectorComponent):
             else:
                 members[uuid] = (index, report)
             placed.append((monday, uuid))
-        count = sum(map(len, weeks.values()))
+        known = self._storedIds(conn, weeks)
+        new: dict[datetime.datetime, dict[str, tuple[int, dict]]] = {}
+        for monday, members in weeks.items():
+            for uuid, (index, report) in members.items():
+                if uuid in known[monday]:
+                    validateReport(report, index)  # not written, so not checked on the way
+                else:
+                    new.setdefault(monday, {})[uuid] = (index, report)
+        count = sum(map(len, new.values()))
         reserved = iter(backend.reserveIds(conn, "reports", count))
-        assigned = {monday: dict(zip(members, reserved)) for monday, members in weeks.items()}
+        assigned = {monday: dict(zip(members, reserved)) for monday, members in new.items()}
         stored = None
         if count >= BULK_MIN_ROWS:
             if self._race_hook is not None:  # where another writer may store one of our uuids
                 self._race_hook(conn)
             try:
                 with conn.begin_nested():
-                    self._appendAll(conn, weeks, assigned)
+                    self._appendAll(conn, new, assigned)
                 stored = assigned
             except sa.exc.DBAPIError as error:
                 if not backend.isUniqueViolation(error):
                     raise
         if stored is None:
-            stored = self._insertNew(conn, weeks, assigned)
-        return [stored[monday][uuid] for monday, uuid in placed]
+            stored = self._insertNew(conn, new, assigned)
+        for monday, ids in stored.items():
+            known[monday].update(ids)
+        return [known[monday][uuid] for monday, uuid in placed]
+
+    def _storedIds(self, conn: sa.Connection, weeks: dict) -> dict[datetime.datetime, dict]:
+        """``{monday: {uuid: id}}`` of the batch's reports already stored in their week."""
+        found: dict[datetime.datetime, dict[str, int]] = {monday: {} for monday in weeks}
+        source = self.readable(conn, "reports", min(weeks), max(weeks) + WEEK)
+        uuids = list({uuid for members in weeks.values() for uuid in members})
+        query = sa.select(source.c.uuid, source.c.id, source.c.date_processed).where(
+            self.db.backend.inList(source.c.uuid, "uuids"),
+            source.c.date_processed >= min(weeks),
+            source.c.date_processed < max(weeks) + WEEK,
+        )
+        for chunk in batched(uuids, UUID_LOOKUP_CHUNK):
+            for uuid, report_id, processed in conn.execute(query, {"uuids": list(chunk)}):
+                monday = _monday(processed)
+                if uuid in weeks.get(monday, ()):
+                    found[monday][uuid] = report_id
+        return found
 
     def _appendAll(self, conn: sa.Connection, weeks: dict, assigned: dict) -> None:
         """The fast path: every report is new (else a unique violation is raised)."""

@@ -43,6 +43,12 @@ class Backend(abc.ABC):
     def createEngine(cls, url: sa.URL, threads: int | None) -> tuple[sa.Engine, int]:
         """An engine configured for crashdb, and the number of threads to use with it."""
 
+    def missingDatabase(self) -> str | None:
+        """Where the database should be, if it certainly does not exist yet and connecting
+        would create it (an embedded file); else None. Checked before a connection is made by
+        callers that must not create a database (``setup()`` with ``check_version``)."""
+        return None
+
     # -- statement shapes ---------------------------------------------------------------------
 
     @abc.abstractmethod

@@ -17,6 +17,7 @@ from crashdb.app.importer.summary import ImportSummary
 from crashdb.base import batched
 from crashdb.exceptions import InvalidInputError
 from crashdb.partitions import weekStart
+from crashdb.reports import validateReport
 
 DEFAULT_BATCH_SIZE = 2000
 UUID_CHUNK = 500
@@ -140,7 +141,9 @@ class LegacyImporter:
         summary.read += len(batch)
         accepted: list[Prepared] = []
         for legacy in batch:
-            prepared = prepare(legacy, mapper)
+            # a duplicated uuid's rows are validated here, as they were when its winner was
+            # chosen; the rest as addReports writes them
+            prepared = prepare(legacy, mapper, validate=legacy.values.get("uuid") in winners)
             if prepared.report is None:
                 self._reject(legacy, prepared.reason or "rejected")
                 continue
@@ -183,8 +186,11 @@ class LegacyImporter:
             self.weeks.add(monday)
 
     async def _write(self, accepted: list[Prepared]) -> list[Prepared]:
-        """Write through the bulk path; a row it still refuses is rejected on its own and the
-        rest of the batch is written without it."""
+        """Write through the bulk path, which validates each row as it sends it. When it
+        refuses one, every row of the batch is validated, the bad ones are rejected and the
+        rest is written again (a batch is written at most twice); a row refused even then is
+        rejected on its own."""
+        checked = False
         while accepted:
             try:
                 await self.db.reports.addReports([p.report for p in accepted])
@@ -192,10 +198,23 @@ class LegacyImporter:
             except InvalidInputError as error:
                 if error.index is None or not 0 <= error.index < len(accepted):
                     raise
+                if not checked:
+                    accepted = [p for p in accepted if self._valid(p)]
+                    checked = True
+                    continue
                 refused = accepted.pop(error.index)
                 self._reject(refused.legacy, error.message if error.field is None
                              else f"field {error.field!r}: {error.message}")
         return accepted
+
+    def _valid(self, prepared: Prepared) -> bool:
+        """Whether ``prepared`` is a valid report; rejected if not."""
+        try:
+            validateReport(prepared.report)
+        except InvalidInputError as error:
+            self._reject(prepared.legacy, str(error))
+            return False
+        return True
 
     def _reject(self, legacy: LegacyReport, reason: str) -> None:
         self.summary.rejected += 1
