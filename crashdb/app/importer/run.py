@@ -6,7 +6,7 @@ from __future__ import annotations
 import csv
 import datetime
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from typing import IO, Any
 
 from twisted.internet import defer, threads
@@ -89,7 +89,7 @@ class LegacyImporter:
         self.summary.seconds = time.monotonic() - started
         return self.summary
 
-    async def _stream(self, batches: Iterator[list[LegacyReport]], mapper: VersionMapper,
+    async def _stream(self, batches: Generator[list[LegacyReport]], mapper: VersionMapper,
                       winners: dict[str, Any], total: int) -> None:
         """Three stages overlap: reading batch n+1 (a thread of the reactor's pool), preparing
         batch n (the reactor's thread), writing batch n-1 (crashdb's pool)."""
@@ -118,7 +118,7 @@ class LegacyImporter:
             # the reader may be running: the generator is closed when it has stopped
             pending.addErrback(lambda _: None)
             await pending
-            batches.close()  # type: ignore[attr-defined]
+            batches.close()
 
     async def _findWinners(self, source: LegacySource, mapper: VersionMapper) -> dict[str, Any]:
         """The winning legacy key of every duplicated uuid: the pre-pass that makes
@@ -179,8 +179,10 @@ class LegacyImporter:
     async def _ensureWeeks(self, accepted: list[Prepared]) -> None:
         """Create the batch's weeks up front: a batch of legacy rows may span many weeks, and
         the bulk path would otherwise roll back and repair once per missing week."""
-        days = {prepared.report["date_processed"].date()  # type: ignore[index]
-                for prepared in accepted}  # validated: aware UTC
+        days = set()
+        for prepared in accepted:
+            assert prepared.report is not None
+            days.add(prepared.report["date_processed"].date())  # aware UTC (from the source)
         for monday in sorted({weekStart(day) for day in days} - self.weeks):
             await self.db.partitions.ensureWeek(monday)
             self.weeks.add(monday)

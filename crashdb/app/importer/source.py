@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import datetime
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -123,7 +123,7 @@ class LegacySource:
                     )
         return reports
 
-    def batches(self, size: int) -> Iterator[list[LegacyReport]]:
+    def batches(self, size: int) -> Generator[list[LegacyReport]]:
         """Every row in key order, ``size`` at a time, each with its extensions.
 
         One connection reads ``reports`` and ``extensions`` through two server-side cursors
