@@ -169,7 +169,9 @@ class LegacySource:
         values = dict(zip(self.columns, row[1:]))
         for name in self.datetimes:
             value = values[name]
-            if value is not None:
+            if type(value) is datetime.datetime and value.tzinfo is None:  # the common case
+                values[name] = value.replace(tzinfo=UTC)
+            elif value is not None:
                 values[name] = _utc(value)
         return LegacyReport(row[0], values)
 
