@@ -181,3 +181,30 @@ def test_partitions_list_counts_rows_and_totals_each_week(dbUrl):
     assert "?" not in listing.stdout
     total = listing.stdout.split("week total", 1)[1].splitlines()[1].split()
     assert total[1:4] == ["tables", f"{monday:%Y-%m-%d}", "3"]
+
+
+@pytest.mark.parametrize("dbUrl", ["postgresql"], indirect=True)
+def test_a_large_child_never_analyzed_has_no_count_until_analyzed(dbUrl):
+    import datetime
+
+    from crashdb.backends import createEngine
+    from crashdb.partitions import weekStart
+
+    monday = weekStart(datetime.datetime.now(datetime.UTC))
+    engine, backend, _ = createEngine(dbUrl)
+    try:
+        partitions.createWeek(engine, backend, monday)
+        child = f"reports_{monday:%Y%m%d}"
+        with engine.begin() as conn:
+            conn.execute(sa.text(f'INSERT INTO "{child}" (id, uuid, date_processed)'
+                                 " SELECT i, 'u' || i, :d FROM generate_series(1, 50) i"),
+                         {"d": monday + datetime.timedelta(hours=1)})
+        backend.EXACT_COUNT_BYTES = -1  # every child counts as large
+        with engine.connect() as conn:
+            assert backend.childSizes(conn, [child])[child][0] is None
+        with engine.begin() as conn:
+            conn.exec_driver_sql(f'ANALYZE "{child}"')
+        with engine.connect() as conn:
+            assert backend.childSizes(conn, [child])[child][0] == 50  # the estimate
+    finally:
+        engine.dispose()
