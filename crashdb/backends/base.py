@@ -223,6 +223,23 @@ def plainInsert(
 
 
 @functools.lru_cache(maxsize=1024)
+def plainLookup(dialect: sa.Dialect, shape: tuple[tuple[str, int], ...], key: str,
+                value: str) -> str:
+    """The text of one query of ``(position, key, value)`` rows for each ``(table, count)``
+    of ``shape``: the rows of ``table`` whose ``key`` is one of ``count`` positional
+    parameters, ``position`` being the table's place in ``shape``. Made once per shape, like
+    ``plainInsert``, for look-ups on the write path where building a statement costs more
+    than running it."""
+    quote = dialect.identifier_preparer.quote
+    mark = "?" if dialect.paramstyle == "qmark" else "%s"
+    return " UNION ALL ".join(
+        f"SELECT {position}, {quote(key)}, {quote(value)} FROM {quote(table)}"
+        f" WHERE {quote(key)} IN ({', '.join([mark] * count)})"
+        for position, (table, count) in enumerate(shape)
+    )
+
+
+@functools.lru_cache(maxsize=1024)
 def bindProcessors(
     dialect: sa.Dialect, table: sa.Table, columns: tuple[str, ...], binders: tuple
 ) -> list[tuple[int, Callable[[Any], Any]]]:
