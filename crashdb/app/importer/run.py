@@ -102,7 +102,7 @@ class LegacyImporter:
                     break
                 pending = self._inThread(next, batches, [])
                 accepted = self._classify(batch, mapper, winners)
-                del batch
+                del batch  # freed while the previous batch is written
                 if writing is not None:
                     await writing
                 await self._addNewVersions(accepted, mapper)
