@@ -80,6 +80,10 @@ class DBConnector:
         """Get ready to serve; with ``check_version``, fail with DatabaseNotReadyError unless
         the schema is current. Tools that upgrade pass ``check_version=False``."""
         if check_version:
+            missing = self.backend.missingDatabase()
+            if missing is not None:  # connecting would create an empty one
+                raise DatabaseNotReadyError(
+                    f"there is no database at {missing}: run `crashdb upgrade-db`")
             current = yield self.model.is_current()
             if not current:
                 raise DatabaseNotReadyError(

@@ -43,6 +43,12 @@ class Backend(abc.ABC):
     def createEngine(cls, url: sa.URL, threads: int | None) -> tuple[sa.Engine, int]:
         """An engine configured for crashdb, and the number of threads to use with it."""
 
+    def missingDatabase(self) -> str | None:
+        """Where the database should be, if it certainly does not exist yet and connecting
+        would create it (an embedded file); else None. Checked before a connection is made by
+        callers that must not create a database (``setup()`` with ``check_version``)."""
+        return None
+
     # -- statement shapes ---------------------------------------------------------------------
 
     @abc.abstractmethod
@@ -262,6 +268,23 @@ def plainInsert(
     return (
         f"INSERT INTO {quote(table.name)} ({', '.join(map(quote, columns))})"
         f" VALUES {', '.join([marks] * rows)}{suffix}"
+    )
+
+
+@functools.lru_cache(maxsize=1024)
+def plainLookup(dialect: sa.Dialect, shape: tuple[tuple[str, int], ...], key: str,
+                value: str) -> str:
+    """The text of one query of ``(position, key, value)`` rows for each ``(table, count)``
+    of ``shape``: the rows of ``table`` whose ``key`` is one of ``count`` positional
+    parameters, ``position`` being the table's place in ``shape``. Made once per shape, like
+    ``plainInsert``, for look-ups on the write path where building a statement costs more
+    than running it."""
+    quote = dialect.identifier_preparer.quote
+    mark = "?" if dialect.paramstyle == "qmark" else "%s"
+    return " UNION ALL ".join(
+        f"SELECT {position}, {quote(key)}, {quote(value)} FROM {quote(table)}"
+        f" WHERE {quote(key)} IN ({', '.join([mark] * count)})"
+        for position, (table, count) in enumerate(shape)
     )
 
 

@@ -39,6 +39,8 @@ class PostgresBackend(Backend):
     #: connection failures that waiting will not cure: fail at once instead of retrying
     PERMANENT_CONNECT_ERRORS = ("authentication failed", "does not exist", "pg_hba.conf",
                                 "no password supplied")
+    #: children up to this size (heap bytes) are counted exactly by ``childSizes``
+    EXACT_COUNT_BYTES = 32 * 1048576
     #: below this many rows a multi-row INSERT beats COPY's extra round trip
     COPY_MIN_ROWS = 16
 
@@ -291,15 +293,26 @@ class PostgresBackend(Backend):
     def childSizes(
         self, conn: sa.Connection, names: list[str]
     ) -> dict[str, tuple[int | None, int | None]]:
+        """Rows are counted exactly in a child of at most ``EXACT_COUNT_BYTES`` (a week never
+        analyzed is often one just filled, where an estimate would say nothing), else the
+        planner's estimate, else None (never analyzed: counting would read it whole)."""
         rows = conn.execute(
             sa.text(
-                "SELECT c.relname, c.reltuples::bigint, pg_total_relation_size(c.oid)"
+                "SELECT c.relname, c.reltuples::bigint, pg_relation_size(c.oid),"
+                " pg_total_relation_size(c.oid)"
                 " FROM pg_class c WHERE c.relname = ANY(:names)"
                 " AND c.relnamespace = current_schema()::regnamespace"
             ),
             {"names": names},
         )
-        return {name: (None if count < 0 else count, size) for name, count, size in rows}
+        quote = conn.dialect.identifier_preparer.quote
+        sizes: dict[str, tuple[int | None, int | None]] = {}
+        for name, estimate, heap, size in rows.all():
+            count: int | None = None if estimate < 0 else estimate
+            if heap <= self.EXACT_COUNT_BYTES:
+                count = conn.exec_driver_sql(f"SELECT count(*) FROM {quote(name)}").scalar_one()
+            sizes[name] = (count, size)
+        return sizes
 
     supportsReplicas = True
     #: a standby that has replayed all it received while streaming is current; otherwise its

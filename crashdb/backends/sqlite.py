@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import logging
 import math
+import os
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -55,6 +56,12 @@ class SQLiteBackend(Backend):
         engine = sa.create_engine(url, **kw)
         cls.configureEngine(engine, wal=not memory)
         return engine, 1 if memory else (threads or 2)
+
+    def missingDatabase(self) -> str | None:
+        path = self.engine.url.database
+        if path in (None, "", ":memory:") or path.startswith("file:"):
+            return None  # in memory, or a URI whose mode says whether to create
+        return None if os.path.exists(path) else path
 
     @staticmethod
     def configureEngine(engine: sa.Engine, wal: bool) -> None:
