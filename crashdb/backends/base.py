@@ -68,6 +68,10 @@ class Backend(abc.ABC):
     def jsonEquals(self, column: sa.ColumnElement, key: str, value: Any) -> sa.ColumnElement[bool]:
         """``column``'s top-level ``key`` equals the scalar ``value``, type included."""
 
+    def jsonField(self, column: sa.ColumnElement, key: str) -> sa.ColumnElement:
+        """``column``'s top-level ``key`` as JSON (None where it is missing), for any key."""
+        return column[key]
+
     # -- what an error means ------------------------------------------------------------------
 
     @abc.abstractmethod
