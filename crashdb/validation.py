@@ -204,7 +204,8 @@ def jsonProblem(value: Any) -> str | None:
         else:
             problem = f"{kind.__name__} is not a JSON value"
         if problem is not None:
-            return f"{problem} (at {path})" if path else problem
+            where = path if len(path) <= 80 else f"{path[:80]}..."
+            return f"{problem} (at {where})" if path else problem
     return None
 
 
