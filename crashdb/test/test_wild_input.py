@@ -6,7 +6,8 @@ The first tests are examples (the cases of issue 20) on the ``db`` fixture. The 
 (Hypothesis) run each generated value through all three backends at once, one database each for
 the whole module; examples use fresh uuids, so they never meet. They are deterministic
 (``derandomize``) with a small budget; for a longer run before a release, set
-``CRASHDB_WILD_PROFILE=release`` (random seeds, 1,000 examples a test; see docs/testing.md).
+``CRASHDB_WILD_PROFILE=release`` (random seeds, 1,000 examples a test) or
+``CRASHDB_WILD_EXAMPLES=<n>``; see docs/testing.md.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import os
 import pytest
 import pytest_twisted
 import sqlalchemy as sa
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from twisted.internet import defer
 
@@ -43,6 +44,8 @@ _PROFILES = {
                         suppress_health_check=list(HealthCheck)),
 }
 PROFILE = _PROFILES[os.environ.get("CRASHDB_WILD_PROFILE", "ci")]
+if os.environ.get("CRASHDB_WILD_EXAMPLES"):
+    PROFILE = settings(PROFILE, max_examples=int(os.environ["CRASHDB_WILD_EXAMPLES"]))
 
 
 def refusal(deferred: defer.Deferred) -> defer.Deferred:
@@ -339,6 +342,7 @@ def _storeAlike(trio, call, check):
     before = yield snapshots(trio)
     results = yield outcomes([lambda db=db: call(db) for db in trio])
     kinds = {kind for kind, _ in results}
+    event(f"{'/'.join(sorted(kinds))}")
     assert len(kinds) == 1, results
     if kinds == {"refused"}:
         assert len({detail for _, detail in results}) == 1, results
