@@ -170,9 +170,9 @@ def jsonProblem(value: Any) -> str | None:
     beyond 64 bits, which SQLite's JSON functions turn into floats; large floats, which jsonb
     turns into integers; non-string keys, which JSON turns into strings).
     """
-    stack: list[tuple[Any, int, str]] = [(value, 0, "")]
+    stack: list[tuple[Any, int, tuple | None]] = [(value, 0, None)]  # (value, depth, trail)
     while stack:
-        item, depth, path = stack.pop()
+        item, depth, trail = stack.pop()
         kind = type(item)
         if kind is str:
             problem = textProblem(item)
@@ -180,20 +180,18 @@ def jsonProblem(value: Any) -> str | None:
             if depth == MAX_JSON_DEPTH:
                 problem = f"nested deeper than {MAX_JSON_DEPTH} lists and objects"
             elif kind is list:
-                stack.extend((child, depth + 1, f"{path}[{position}]")
+                stack.extend((child, depth + 1, (trail, position))
                              for position, child in enumerate(item))
                 continue
             else:
                 problem = None
                 for key, child in item.items():
-                    if type(key) is not str:
-                        problem = f"object key {key!r} is not a string"
-                    else:
-                        problem = textProblem(key)
+                    problem = (textProblem(key) if type(key) is str
+                               else f"object key {key!r} is not a string")
                     if problem is not None:
-                        path = f"{path}[{key!r}]"
+                        trail = (trail, key)
                         break
-                    stack.append((child, depth + 1, f"{path}[{key!r}]"))
+                    stack.append((child, depth + 1, (trail, key)))
         elif kind is int:
             problem = None if INT64[0] <= item <= INT64[1] else "integer beyond 64 bits"
         elif kind is float:
@@ -204,9 +202,18 @@ def jsonProblem(value: Any) -> str | None:
         else:
             problem = f"{kind.__name__} is not a JSON value"
         if problem is not None:
-            where = path if len(path) <= 80 else f"{path[:80]}..."
-            return f"{problem} (at {where})" if path else problem
+            return problem if trail is None else f"{problem} (at {_jsonPath(trail)})"
     return None
+
+
+def _jsonPath(trail: tuple) -> str:
+    """``[key][0]...`` of a value, from its trail of (parent's trail, key) pairs; shortened."""
+    steps: list[str] = []
+    while trail is not None:
+        trail, key = trail
+        steps.append(f"[{key!r}]")
+    path = "".join(reversed(steps))
+    return path if len(path) <= 80 else f"{path[:80]}..."
 
 
 def _jsonObjectProblem(value: Any) -> str | None:
