@@ -155,6 +155,10 @@ def test_datetimes_out_of_the_stored_range_are_refused(db, when):
         "client_crash_date"
     assert (yield refusal(db.reports.addReports([report("d3", client_crash_date=when)]))).index == 0
     assert (yield refusal(db.rawcrashes.addRawCrash("d4", when, {}))).field == "date_processed"
+    batch = [report(f"d{n}") for n in range(5, 25)]
+    batch[17]["date_processed"] = when
+    error = yield refusal(db.reports.addReports(batch))
+    assert (error.index, error.field) == (17, "date_processed")
     assert (yield snapshot(db)) == before
 
 
