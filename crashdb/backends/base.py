@@ -108,6 +108,10 @@ class Backend(abc.ABC):
     def utcDay(self, column: sa.ColumnElement) -> sa.ColumnElement:
         """The UTC day of a UTCDateTime column, as the backend returns dates."""
 
+    def jsonField(self, column: sa.ColumnElement, key: str) -> sa.ColumnElement:
+        """``column``'s top-level ``key`` as JSON (None where it is missing), for any key."""
+        return column[key]
+
     # -- what an error means ------------------------------------------------------------------
 
     @abc.abstractmethod

@@ -98,14 +98,22 @@ class SQLiteBackend(Backend):
         return expression  # BINARY, SQLite's default collation, compares UTF-8 bytes
 
     def jsonEquals(self, column: sa.ColumnElement, key: str, value: Any) -> sa.ColumnElement[bool]:
-        path = '$."' + key.replace('"', '""') + '"'
-        kind = sa.func.json_type(column, path)
-        if value is None:
-            return kind == "null"
-        if isinstance(value, bool):
-            return kind == ("true" if value else "false")
-        return sa.and_(kind.in_(self.JSON_TYPES[type(value)]),
-                       sa.func.json_extract(column, path) == value)
+        if not _plainKey(key):  # a key SQLite's JSON paths cannot name: look for it by value
+            each = _members(column)
+            return sa.exists(sa.select(1).select_from(each).where(
+                each.c.key == key, _sameValue(each.c.type, each.c.value, value, self)))
+        path = '$."' + key + '"'
+        return _sameValue(sa.func.json_type(column, path), sa.func.json_extract(column, path),
+                          value, self)
+
+    def jsonField(self, column: sa.ColumnElement, key: str) -> sa.ColumnElement:
+        if _plainKey(key):
+            return column[key]
+        each = _members(column)
+        text = sa.case((each.c.type == "true", "true"), (each.c.type == "false", "false"),
+                       else_=sa.func.json_quote(each.c.value))
+        return sa.type_coerce(sa.select(text).where(each.c.key == key).scalar_subquery(),
+                              sa.JSON())
 
     def epochMicroseconds(self, when: sa.ColumnElement) -> sa.ColumnElement[int]:
         # stored as the text YYYY-MM-DD HH:MM:SS.ffffff: whole seconds from strftime('%s'),
@@ -246,3 +254,26 @@ def _enableWal(cursor: Any) -> None:
             if "locked" not in str(error) or time.monotonic() > deadline:
                 raise
             time.sleep(0.01)
+
+
+def _plainKey(key: str) -> bool:
+    """True if ``key`` is stored in the JSON text as it is (``json.dumps`` escapes quotes,
+    backslashes, control and non-ASCII characters): SQLite's JSON paths compare a quoted label
+    with the stored text, escapes and all, so only such keys can be named in a path."""
+    return key.isascii() and key.isprintable() and '"' not in key and "\\" not in key
+
+
+def _members(column: sa.ColumnElement) -> sa.TableValuedAlias:
+    """``json_each(column)``: the top-level members, keys decoded."""
+    return sa.func.json_each(column).table_valued("key", "value", "type")
+
+
+def _sameValue(kind: sa.ColumnElement, extracted: sa.ColumnElement, value: Any,
+               backend: SQLiteBackend) -> sa.ColumnElement[bool]:
+    """A JSON member of type ``kind`` (``json_type``'s names) and SQL value ``extracted`` equals
+    the scalar ``value``, type included (``true`` is not 1)."""
+    if value is None:
+        return kind == "null"
+    if isinstance(value, bool):
+        return kind == ("true" if value else "false")
+    return sa.and_(kind.in_(backend.JSON_TYPES[type(value)]), extracted == value)
