@@ -242,8 +242,8 @@ def measure(url: str, repeat: int) -> dict[str, float]:
     from crashdb.pool import SynchronousDBPool
 
     db = DBConnector(url)
-    db.pool = SynchronousDBPool(db.engine, db.strategy)  # time the work, not thread hand-offs
-    dialect = db.strategy.name
+    db.pool = SynchronousDBPool(db.engine, db.backend)  # time the work, not thread hand-offs
+    dialect = db.backend.name
     calendar = sa.text(SQLITE_BASELINE if dialect == "sqlite" else POSTGRES_BASELINE)
     sums = sa.text(sumsBaseline(dialect))
     first = SCORED - 9 * DAY

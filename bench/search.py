@@ -26,6 +26,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import sqlalchemy as sa  # noqa: E402
 
 from bench._common import freshDatabase, postgresUrl  # noqa: E402
+from crashdb import partitions  # noqa: E402
 from crashdb.connector import DBConnector  # noqa: E402
 from crashdb.partitions import WEEK, childTable, partitionName  # noqa: E402
 from crashdb.pool import SynchronousDBPool  # noqa: E402
@@ -98,22 +99,22 @@ def load(db: DBConnector, monday: datetime.datetime, count: int, first_id: int,
          seed: int) -> None:
     """One week's rows, straight into the week's children (made first)."""
     rows = weekRows(random.Random(seed), monday, count, first_id)
-    strategy = db.strategy
-    strategy.createWeek(db.engine, monday)
+    backend = db.backend
+    partitions.createWeek(db.engine, backend, monday)
     tables = [("reports", REPORT_COLUMNS), ("extensions", EXTENSION_COLUMNS),
               ("raw_crashes", RAW_COLUMNS)]
     for (parent, columns), values in zip(tables, rows):
-        child = childTable(parent, monday, strategy.name)
+        child = childTable(parent, monday, backend)
         for chunk in range(0, len(values), 50_000):
             with db.engine.begin() as conn:
-                strategy.bulkInsert(conn, child, columns, values[chunk:chunk + 50_000])
-    if strategy.name == "postgresql":  # VACUUM: outside a transaction
+                backend.bulkInsert(conn, child, columns, values[chunk:chunk + 50_000])
+    if backend.name == "postgresql":  # VACUUM: outside a transaction
         connection = db.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
     else:
         connection = db.engine.begin()
     with connection as conn:
         for parent, _ in tables:
-            analyze = "VACUUM ANALYZE" if strategy.name == "postgresql" else "ANALYZE"
+            analyze = "VACUUM ANALYZE" if backend.name == "postgresql" else "ANALYZE"
             conn.exec_driver_sql(f'{analyze} "{partitionName(parent, monday)}"')
 
 
@@ -242,9 +243,9 @@ def timed(function, repeat: int) -> float:
 def topValues(db: DBConnector) -> tuple[str, str]:
     with db.engine.begin() as conn:
         monday = TARGET
-        reports = "reports" if db.strategy.name == "postgresql" else partitionName(
+        reports = "reports" if db.backend.name == "postgresql" else partitionName(
             "reports", monday)
-        extensions = "extensions" if db.strategy.name == "postgresql" else partitionName(
+        extensions = "extensions" if db.backend.name == "postgresql" else partitionName(
             "extensions", monday)
         signature = conn.exec_driver_sql(
             f"SELECT signature FROM {reports} GROUP BY 1 ORDER BY count(*) DESC LIMIT 1"
@@ -257,19 +258,19 @@ def topValues(db: DBConnector) -> tuple[str, str]:
 
 def measure(url: str, count: int, other: int, repeat: int, week_repeat: int) -> dict[str, Any]:
     db = DBConnector(url)
-    db.pool = SynchronousDBPool(db.engine, db.strategy)  # time the queries, not thread hand-offs
+    db.pool = SynchronousDBPool(db.engine, db.backend)  # time the queries, not thread hand-offs
     began = time.perf_counter()
     load(db, TARGET, count, 1, seed=1)
     loaded = time.perf_counter() - began
-    print(f"  {db.strategy.name}: loaded {count:,} reports in {loaded:.0f} s", flush=True)
+    print(f"  {db.backend.name}: loaded {count:,} reports in {loaded:.0f} s", flush=True)
     signature, addon = topValues(db)
     start, end = TARGET, TARGET + WEEK
     params = {"start": start, "end": end, "week_start": TARGET, "week_end": TARGET + WEEK}
-    if db.strategy.name == "sqlite":  # stored as naive UTC text: bind what SQLAlchemy would
+    if db.backend.name == "sqlite":  # stored as naive UTC text: bind what SQLAlchemy would
         params = {k: v.replace(tzinfo=None).isoformat(" ", "microseconds")
                   for k, v in params.items()}
     rows = []
-    hands = handWritten(db.strategy.name, TARGET)
+    hands = handWritten(db.backend.name, TARGET)
     for (name, spec), statements in zip(searches(signature, addon), hands):
         values = {**params, "value": signature if "signature +" in name else addon}
         mine = runCrashdb(db, spec, start, end)
@@ -294,10 +295,10 @@ def measure(url: str, count: int, other: int, repeat: int, week_repeat: int) -> 
     before = allFive()
     for n, monday in enumerate(others, 1):
         load(db, monday, other, 1 + count + n * other, seed=1 + n)
-    print(f"  {db.strategy.name}: 51 more weeks of {other:,} reports loaded", flush=True)
+    print(f"  {db.backend.name}: 51 more weeks of {other:,} reports loaded", flush=True)
     many = allFive()
     for monday in others:  # and measure one week alone again: load on the machine drifts
-        db.strategy.dropWeek(db.engine, monday)
+        partitions.dropWeek(db.engine, db.backend, monday)
     after = allFive()
     db.engine.dispose()
     return {"rows": rows, "one": (before + after) / 2, "many": many, "loaded": loaded}

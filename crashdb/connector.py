@@ -72,16 +72,20 @@ class DBConnector:
         self.tcbs = TcbsConnectorComponent(self)
         self.versions = VersionsConnectorComponent(self)
         self.tokens = TokensConnectorComponent(self)
-        self.search = SearchConnectorComponent(self)
-        self.crashrates = CrashRatesConnectorComponent(self)
         self.signatures = SignaturesConnectorComponent(self)
         self.rollups = RollupsConnectorComponent(self)
+        self.crashrates = CrashRatesConnectorComponent(self)
+        self.search = SearchConnectorComponent(self)
 
     @defer.inlineCallbacks
     def setup(self, check_version: bool = True) -> Any:
         """Get ready to serve; with ``check_version``, fail with DatabaseNotReadyError unless
         the schema is current. Tools that upgrade pass ``check_version=False``."""
         if check_version:
+            missing = self.backend.missingDatabase()
+            if missing is not None:  # connecting would create an empty one
+                raise DatabaseNotReadyError(
+                    f"there is no database at {missing}: run `crashdb upgrade-db`")
             current = yield self.model.is_current()
             if not current:
                 raise DatabaseNotReadyError(

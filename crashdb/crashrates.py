@@ -17,7 +17,6 @@ the returned scores to four places is Python's.
 from __future__ import annotations
 
 import datetime
-import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -111,25 +110,6 @@ def _double(value: Any) -> sa.ColumnElement[float]:
     if not isinstance(value, sa.ColumnElement):
         value = sa.literal(value)
     return sa.cast(value, sa.Double)
-
-
-def _greatest(dialect: str, *values: sa.ColumnElement) -> sa.ColumnElement[float]:
-    """The largest of ``values``: PostgreSQL's ``GREATEST``, SQLite's many-argument ``max``."""
-    if dialect == "sqlite":
-        return sa.func.max(*values, type_=sa.Double)
-    return sa.func.greatest(*values, type_=sa.Double)
-
-
-def _sqrt(conn: sa.Connection, value: sa.ColumnElement) -> sa.ColumnElement[float]:
-    """The square root in SQL. PostgreSQL has ``sqrt``; SQLite has it only when built with its
-    math functions, so there Python's (the same IEEE square root) is registered on the
-    connection."""
-    if conn.dialect.name == "sqlite":
-        sqlite = conn.connection.driver_connection
-        assert sqlite is not None  # an open connection has its driver's
-        sqlite.create_function("crashdb_sqrt", 1, math.sqrt, deterministic=True)
-        return sa.func.crashdb_sqrt(value, type_=sa.Double)
-    return sa.func.sqrt(value, type_=sa.Double)
 
 
 def _fenced(query: sa.Select) -> sa.Select:
@@ -343,13 +323,12 @@ class CrashRatesConnectorComponent(DBConnectorComponent):
     ) -> sa.Select:
         """The explosiveness of ``day``'s signatures, in one statement (see the module's doc):
         from each signature's ten rates, the means, maximum and deviation, then the scores."""
-        dialect = conn.dialect.name
         rates = self._tenDayRates(product, day, version)
         r = [rates.c[f"r{k}"] for k in range(WINDOW_DAYS)]
         statsQuery = sa.select(
             rates,
             (_sumSeries(r[:9]) / _double(9.0)).label("mean9"),
-            _greatest(dialect, *r[:9]).label("max9"),
+            self.db.backend.greatest(*r[:9]).label("max9"),
             (_sumSeries(r[7:]) / _double(3.0)).label("mean3"),
             (_sumSeries(r[:7]) / _double(7.0)).label("mean7"),
         )
@@ -357,13 +336,13 @@ class CrashRatesConnectorComponent(DBConnectorComponent):
 
         s = stats.c
         deviations = [(s[f"r{k}"] - s.mean7) * (s[f"r{k}"] - s.mean7) for k in range(7)]
-        stddev7 = _sqrt(conn, _sumSeries(deviations) / _double(6.0))
+        stddev7 = self.db.backend.squareRoot(conn, _sumSeries(deviations) / _double(6.0))
         oneDay = sa.case(
-            (s.r9 > MIN_RATE, (s.r9 - s.mean9) / _greatest(dialect, s.max9 - s.mean9, s.m)),
+            (s.r9 > MIN_RATE, (s.r9 - s.mean9) / self.db.backend.greatest(s.max9 - s.mean9, s.m)),
             else_=_double(0.0),
         )
         threeDay = sa.case(
-            (s.mean3 > MIN_RATE, (s.mean3 - s.mean7) / _greatest(dialect, stddev7, s.m)),
+            (s.mean3 > MIN_RATE, (s.mean3 - s.mean7) / self.db.backend.greatest(stddev7, s.m)),
             else_=_double(0.0),
         )
         scoresQuery = sa.select(
@@ -378,7 +357,7 @@ class CrashRatesConnectorComponent(DBConnectorComponent):
             sa.select(scores)
             .where(sa.or_(scores.c.one_day > 0, scores.c.three_day > 0))
             .order_by(
-                _greatest(dialect, scores.c.one_day, scores.c.three_day).desc(),
+                self.db.backend.greatest(scores.c.one_day, scores.c.three_day).desc(),
                 self.db.backend.codePointOrder(scores.c.signature),
             )
             .limit(limit)

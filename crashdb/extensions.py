@@ -15,7 +15,7 @@ from crashdb.validation import requireDatetime, requireInteger, validatesInput
 def weekOf(report_id: int, date_processed: datetime.datetime) -> tuple:
     """Validate a (report_id, date_processed) pair; the week's [start, end)."""
     requireInteger(report_id, "report_id")
-    requireDatetime(date_processed, "date_processed")
+    requireDatetime(date_processed, "date_processed", stored=True)
     start = weekStart(date_processed)
     return start, start + WEEK
 

@@ -237,16 +237,33 @@ version_aliases = sa.Table(
     sa.Index("version_aliases_version_id_idx", "version_id"),
 )
 
-# -- the web front end ----------------------------------------------------------------------------
+# -- signatures (SPEC 13) -------------------------------------------------------------------------
 
-# API tokens of `crashdb serve` (SPEC 16): only each token's SHA-256 is stored, never the token.
-api_tokens = sa.Table(
-    "api_tokens",
+# Each non-empty signature's lifecycle: first and last report, smallest build (min/max merges, so
+# days roll up in any order).
+signatures = sa.Table(
+    "signatures",
     metadata,
-    sa.Column("name", sa.String(64), primary_key=True),
-    sa.Column("token_sha256", sa.String(64), nullable=False),
-    sa.Column("created_at", UTCDateTime, nullable=False),
-    sa.UniqueConstraint("token_sha256", name="api_tokens_token_sha256_key"),
+    sa.Column("signature", sa.String(255), nullable=False),
+    sa.Column("first_report", UTCDateTime, nullable=False),
+    sa.Column("first_build", sa.String(30)),
+    sa.Column("last_report", UTCDateTime, nullable=False),
+    sa.PrimaryKeyConstraint("signature", name="signatures_pkey"),
+)
+
+# The same lifecycle per (signature, product, version); version '' for reports without one.
+signature_versions = sa.Table(
+    "signature_versions",
+    metadata,
+    sa.Column("signature", sa.String(255), nullable=False),
+    sa.Column("product", sa.String(30), nullable=False),
+    sa.Column("version", sa.String(16), nullable=False),
+    sa.Column("first_report", UTCDateTime, nullable=False),
+    sa.Column("first_build", sa.String(30)),
+    sa.Column("last_report", UTCDateTime, nullable=False),
+    sa.PrimaryKeyConstraint("signature", "product", "version", name="signature_versions_pkey"),
+    # getNewSignatures: the signatures first seen for a product in a period
+    sa.Index("signature_versions_product_first_report_idx", "product", "first_report"),
 )
 
 # -- crash rates (SPEC 14) ------------------------------------------------------------------------
@@ -275,33 +292,16 @@ product_throttles = sa.Table(
     ),
 )
 
-# -- signatures (SPEC 13) -------------------------------------------------------------------------
+# -- the web front end ----------------------------------------------------------------------------
 
-# Each non-empty signature's lifecycle: first and last report, smallest build (min/max merges, so
-# days roll up in any order).
-signatures = sa.Table(
-    "signatures",
+# API tokens of `crashdb serve` (SPEC 16): only each token's SHA-256 is stored, never the token.
+api_tokens = sa.Table(
+    "api_tokens",
     metadata,
-    sa.Column("signature", sa.String(255), nullable=False),
-    sa.Column("first_report", UTCDateTime, nullable=False),
-    sa.Column("first_build", sa.String(30)),
-    sa.Column("last_report", UTCDateTime, nullable=False),
-    sa.PrimaryKeyConstraint("signature", name="signatures_pkey"),
-)
-
-# The same lifecycle per (signature, product, version); version '' for reports without one.
-signature_versions = sa.Table(
-    "signature_versions",
-    metadata,
-    sa.Column("signature", sa.String(255), nullable=False),
-    sa.Column("product", sa.String(30), nullable=False),
-    sa.Column("version", sa.String(16), nullable=False),
-    sa.Column("first_report", UTCDateTime, nullable=False),
-    sa.Column("first_build", sa.String(30)),
-    sa.Column("last_report", UTCDateTime, nullable=False),
-    sa.PrimaryKeyConstraint("signature", "product", "version", name="signature_versions_pkey"),
-    # getNewSignatures: the signatures first seen for a product in a period
-    sa.Index("signature_versions_product_first_report_idx", "product", "first_report"),
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("token_sha256", sa.String(64), nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.UniqueConstraint("token_sha256", name="api_tokens_token_sha256_key"),
 )
 
 # -- SQLite only ----------------------------------------------------------------------------------

@@ -241,7 +241,7 @@ def uuidLookup(uuid: Any, date_processed: Any) -> tuple[datetime.datetime | None
     """Validate a look-up by uuid and optional processing time; the week to read, or Nones
     for every week."""
     requireString(uuid, "uuid", 50)
-    requireDatetime(date_processed, "date_processed", optional=True)
+    requireDatetime(date_processed, "date_processed", optional=True, stored=True)
     if date_processed is None:
         return None, None
     start = weekStart(date_processed)

@@ -179,6 +179,7 @@ def _runInTransaction(
             log.warning(
                 "retrying database call in %.2fs (attempt %d, %s): %s",
                 delay, attempt, stage, _reason(error),
+                extra={"retryReason": _reason(error), "retryRemaining": deadline - now},
             )
             time.sleep(delay)
 

@@ -19,6 +19,7 @@ from crashdb.exceptions import InvalidInputError
 from crashdb.partitions import childTable, executeInWeek, latestByUuid, uuidLookup, weekStart
 from crashdb.validation import (
     RowValidator,
+    jsonProblem,
     requireDatetime,
     requireInteger,
     requireString,
@@ -98,6 +99,9 @@ class RawCrashesConnectorComponent(DBConnectorComponent):
             _requireKey(key, "where")
             if not isinstance(value, SCALARS):
                 raise InvalidInputError(f"{key!r}: only scalar values compare", field="where")
+            problem = jsonProblem(value)
+            if problem is not None:
+                raise InvalidInputError(f"{key!r}: {problem}", field="where")
         if limit is not None:
             requireInteger(limit, "limit")
             if limit < 0:
@@ -131,7 +135,7 @@ class RawCrashesConnectorComponent(DBConnectorComponent):
         def thd(conn: sa.Connection) -> dict[Any, int]:
             source = self.readable(conn, "raw_crashes", start, end)
             values = (
-                sa.select(source.c.raw_crash[key].label("value"))
+                sa.select(self.db.backend.jsonField(source.c.raw_crash, key).label("value"))
                 .where(source.c.date_processed >= start, source.c.date_processed < end)
                 .subquery()
             )

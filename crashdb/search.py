@@ -24,10 +24,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
 from twisted.internet import defer
 
 from crashdb import model
+from crashdb.backends.base import Backend
 from crashdb.base import DBConnectorComponent
 from crashdb.exceptions import InvalidInputError
 from crashdb.partitions import WEEK, readable, weekStart
@@ -260,83 +260,14 @@ def escapeLike(value: str) -> str:
 # -- what the two backends write differently (see docs/components/search.md) -----------------------
 
 
-class _PostgresSql:
-    """PostgreSQL's spelling of what search needs beyond SQLAlchemy's common SQL."""
-
-    @staticmethod
-    def like(term: sa.ColumnElement, pattern: str) -> sa.ColumnElement[bool]:
-        # ILIKE under the "C" collation folds ASCII letters only, as SQLite's LIKE does
-        return term.collate("C").ilike(pattern, escape="\\")
-
-    @staticmethod
-    def rawText(column: sa.ColumnElement, key: str) -> tuple[sa.ColumnElement[str], Any]:
-        value = sa.type_coerce(column, postgresql.JSONB())[key]
-        # ->> gives arrays and objects as JSON text too: the second condition leaves them out.
-        # Apart, so that a filter tests it only on rows whose text already matched.
-        return value.astext, sa.func.jsonb_typeof(value).not_in(("array", "object"))
-
-    @staticmethod
-    def sameWeek(a: sa.ColumnElement, b: sa.ColumnElement) -> sa.ColumnElement[bool]:
-        return sa.func.date_trunc("week", a, "UTC") == sa.func.date_trunc("week", b, "UTC")
-
-    @staticmethod
-    def day(column: sa.ColumnElement) -> sa.ColumnElement:
-        return sa.cast(sa.func.timezone("UTC", column), sa.Date)
-
-    @staticmethod
-    def installTime(crashed: sa.ColumnElement, age: sa.ColumnElement) -> sa.ColumnElement:
-        return crashed.op("-")(sa.func.make_interval(0, 0, 0, 0, 0, 0, age))
-
-
-class _SQLiteSql:
-    """SQLite's spelling of the same, with the same results."""
-
-    @staticmethod
-    def like(term: sa.ColumnElement, pattern: str) -> sa.ColumnElement[bool]:
-        return term.like(pattern, escape="\\")  # SQLite's LIKE folds ASCII letters only
-
-    @staticmethod
-    def rawText(column: sa.ColumnElement, key: str) -> tuple[sa.ColumnElement[str], Any]:
-        path = f'$."{key}"'
-        literal = column.op("->")(path)  # a number's text as written in the JSON
-        text = sa.case(
-            {"text": sa.func.json_extract(column, path), "integer": literal, "real": literal,
-             "true": "true", "false": "false"},
-            value=sa.func.json_type(column, path),
-            else_=sa.null(),
-        )
-        return sa.type_coerce(text, sa.String), None  # NULL already for arrays and objects
-
-    @staticmethod
-    def sameWeek(a: sa.ColumnElement, b: sa.ColumnElement) -> sa.ColumnElement[bool]:
-        # the Monday on or before: back six days, then forward to the next Monday
-        return sa.func.date(a, "-6 days", "weekday 1") == sa.func.date(b, "-6 days", "weekday 1")
-
-    @staticmethod
-    def day(column: sa.ColumnElement) -> sa.ColumnElement:
-        return sa.func.date(column)  # stored as naive UTC text: 'YYYY-MM-DD'
-
-    @staticmethod
-    def installTime(crashed: sa.ColumnElement, age: sa.ColumnElement) -> sa.ColumnElement:
-        # whole seconds since the epoch, then the stored microseconds ('.ffffff'): exact
-        seconds = sa.cast(sa.func.strftime("%s", crashed), sa.Integer) - age
-        return sa.cast(seconds, sa.String).op("||")(sa.func.substr(crashed, 20))
-
-
-_SQL: dict[str, type[_PostgresSql] | type[_SQLiteSql]] = {
-    "postgresql": _PostgresSql, "sqlite": _SQLiteSql,
-}
-
-
 class _Query:
     """The SQL of one search on one connection: its tables (only the weeks it overlaps) and
     the pieces every statement of the search shares."""
 
-    def __init__(self, conn: sa.Connection, backend: Any, search: Search) -> None:
+    def __init__(self, conn: sa.Connection, backend: Backend, search: Search) -> None:
         self.conn = conn
         self.backend = backend
         self.search = search
-        self.sql = _SQL[conn.dialect.name]
         self.reports = readable(conn, backend, "reports", search.start, search.end)
         self.linked: dict[str, sa.FromClause] = {}
         r = self.reports.c
@@ -367,8 +298,8 @@ class _Query:
         raw = self.table("raw_crashes")
         link = [raw.c.uuid == r.uuid]
         if first + WEEK < last:  # one week's bounds already make it the report's week
-            link.append(self.sql.sameWeek(raw.c.date_processed, r.date_processed))
-        return raw, self._inWeeks(raw, link), *self.sql.rawText(raw.c.raw_crash, field.key)
+            link.append(self.backend.sameWeek(raw.c.date_processed, r.date_processed))
+        return raw, self._inWeeks(raw, link), *self.backend.jsonText(raw.c.raw_crash, field.key)
 
     def _inWeeks(self, table: sa.FromClause, link: list) -> list:
         first, last = self.search.weekBounds
@@ -383,9 +314,9 @@ class _Query:
             return sa.and_(term.is_not(None), term != "") if field.kind == "string" \
                 else term.is_not(None)
         if op == "~":
-            return self.sql.like(term, f"%{escapeLike(value)}%")
+            return self.backend.caseInsensitiveLike(term, f"%{escapeLike(value)}%")
         if op == "^":
-            return self.sql.like(term, f"{escapeLike(value)}%")
+            return self.backend.caseInsensitiveLike(term, f"{escapeLike(value)}%")
         if field.kind == "string":
             term = self.backend.codePointOrder(term)
         return COMPARISONS[op](term, value)
@@ -456,7 +387,7 @@ class _Query:
                 .subquery("terms")
             )
             count = sa.func.count(sa.distinct(terms.c.id))
-        byTerm = terms.c.term
+        byTerm: sa.ColumnElement[Any] = terms.c.term
         if field.kind == "string":
             byTerm = self.backend.codePointOrder(byTerm)
         query = (
@@ -475,7 +406,7 @@ class _Query:
     def histogram(self) -> list[dict[str, Any]]:
         """``[{term: day, count}]`` for every UTC day of the range, in date order."""
         r = self.reports.c
-        days = sa.select(self.sql.day(r.date_processed).label("day")).where(*self.where) \
+        days = sa.select(self.backend.utcDay(r.date_processed).label("day")).where(*self.where) \
             .subquery("days")
         query = sa.select(days.c.day, sa.func.count()).group_by(days.c.day)
         counts = {}
@@ -490,7 +421,8 @@ class _Query:
     def installations(self) -> int:
         """Distinct install times ``client_crash_date − install_age`` seconds (SPEC §13)."""
         r = self.reports.c
-        installed = self.sql.installTime(r.client_crash_date, r.install_age)
+        installed = (self.backend.epochMicroseconds(r.client_crash_date)
+                     - sa.cast(r.install_age, sa.BigInteger) * 1_000_000)
         query = sa.select(sa.func.count(sa.distinct(installed))).where(
             *self.where, r.client_crash_date.is_not(None), r.install_age.is_not(None))
         return self.conn.execute(query).scalar_one()

@@ -1,10 +1,12 @@
 """Checking caller input before anything is written or read.
 
 Each column's check is derived from its kind in the model (:func:`columnKind`: length, NUL
-characters, integer range, booleans, aware datetimes), so a new column is validated without new
-code. SQLite enforces none of this, PostgreSQL only part of it; crashdb checks everywhere,
-identically. The ``require*`` functions check one argument; :func:`validatesInput` turns the
-InvalidInputError they raise into the failed Deferred that a component method returns.
+characters and lone surrogates, integer range, booleans, aware datetimes within the stored range,
+JSON values every backend stores identically), so a new column is validated without new code.
+SQLite enforces none of this, PostgreSQL only part of it; crashdb checks everywhere,
+identically (docs/input.md says what is accepted, what is refused and why). The ``require*``
+functions check one argument; :func:`validatesInput` turns the InvalidInputError they raise into
+the failed Deferred that a component method returns.
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ from __future__ import annotations
 import datetime
 import enum
 import functools
-import json
+import math
+import re
 from collections.abc import Callable, Iterable
 from typing import Any, ParamSpec
 
@@ -22,6 +25,24 @@ from twisted.internet import defer
 from crashdb.exceptions import InvalidInputError
 
 INT32 = (-(2**31), 2**31 - 1)
+INT64 = (-(2**63), 2**63 - 1)
+#: the stored range of datetimes, in UTC: from the first Monday of year 1000 to the last Monday
+#: of year 9999 (exclusive), so that every week holding one is named by a four-digit year and ends
+#: before Python's datetime does
+STORED_DATETIMES = (
+    datetime.datetime(1000, 1, 6, tzinfo=datetime.UTC),
+    datetime.datetime(9999, 12, 27, tzinfo=datetime.UTC),
+)
+#: how deeply JSON lists and objects may nest (a bare scalar is depth 0): far below what any of
+#: Python's json (the recursion limit), SQLite's JSON functions (1000) or PostgreSQL (its stack
+#: depth) give up at, far above a real crash (Socorro's raw crashes nest three or four deep)
+MAX_JSON_DEPTH = 100
+#: JSON floats must be smaller in magnitude: PostgreSQL's jsonb keeps numbers as decimals and
+#: gives ``1e16`` back as the integer 10000000000000000 (and ``1e23`` as an integer that is not
+#: the float at all), where Python writes floats from 1e16 on with an exponent
+FLOAT_LIMIT = 1e16
+# a code point that UTF-8 cannot encode: Python's stand-in for an undecodable byte
+SURROGATE = re.compile("[\ud800-\udfff]")
 
 Check = Callable[[Any], str | None]  # returns an error message, or None when the value is fine
 P = ParamSpec("P")
@@ -77,8 +98,19 @@ def stringProblem(value: Any, length: int | None = None) -> str | None:
         return f"expected a string, got {type(value).__name__}"
     if length is not None and len(value) > length:
         return f"longer than {length} characters ({len(value)})"
+    return textProblem(value)
+
+
+def textProblem(value: str) -> str | None:
+    """Why the string ``value`` cannot be stored as it is on every backend, or None: a NUL
+    character (PostgreSQL refuses it) or a lone surrogate (no UTF-8 encodes it: PostgreSQL
+    refuses it, SQLite's driver fails on it). ``isascii`` is constant time in CPython, so ASCII
+    text costs one call."""
     if "\x00" in value:
         return "contains a NUL character"
+    if not value.isascii() and SURROGATE.search(value) is not None:
+        return ("contains a lone surrogate (not Unicode text: e.g. an undecodable byte of a"
+                " file name); decode such bytes with errors='replace' or 'backslashreplace'")
     return None
 
 
@@ -99,12 +131,25 @@ def booleanProblem(value: Any) -> str | None:
 
 
 def datetimeProblem(value: Any) -> str | None:
-    """Why ``value`` is not an aware datetime, or None."""
+    """Why ``value`` is not an aware datetime that has a UTC time, or None."""
     if not isinstance(value, datetime.datetime):
         return f"expected a datetime, got {type(value).__name__}"
     if value.tzinfo is None or value.tzinfo.utcoffset(value) is None:
         return "naive datetime; give a timezone-aware one"
+    try:
+        value.astimezone(datetime.UTC)
+    except OverflowError:
+        return "has no UTC time within Python's datetime range"
     return None
+
+
+def storedDatetimeProblem(value: Any) -> str | None:
+    """Why ``value`` is not an aware datetime within :data:`STORED_DATETIMES`, or None."""
+    problem = datetimeProblem(value)
+    if problem is None and not STORED_DATETIMES[0] <= value < STORED_DATETIMES[1]:
+        return (f"out of range: give a time from {STORED_DATETIMES[0]:%Y-%m-%d} to before"
+                f" {STORED_DATETIMES[1]:%Y-%m-%d} UTC")
+    return problem
 
 
 def dateProblem(value: Any) -> str | None:
@@ -115,17 +160,60 @@ def dateProblem(value: Any) -> str | None:
 
 
 def jsonProblem(value: Any) -> str | None:
-    """Why ``value`` cannot be stored as JSON on every backend, or None.
+    """Why ``value`` cannot be stored as JSON and read back equal on every backend, or None.
 
-    PostgreSQL's JSONB refuses ``\\u0000`` in strings, and NaN or infinity are not JSON.
+    Accepted: dicts with string keys, lists, strings, bools, None, integers within 64 bits,
+    finite floats smaller in magnitude than :data:`FLOAT_LIMIT`, nested at most
+    :data:`MAX_JSON_DEPTH` deep. Refused: what JSON has no value for (NaN, infinity, tuples and
+    other types, which would come back as something else), what a backend cannot store (a NUL
+    character in PostgreSQL's jsonb, a lone surrogate anywhere) or gives back changed (integers
+    beyond 64 bits, which SQLite's JSON functions turn into floats; large floats, which jsonb
+    turns into integers; non-string keys, which JSON turns into strings).
     """
-    try:
-        text = json.dumps(value, allow_nan=False)
-    except (TypeError, ValueError) as error:
-        return f"not JSON-serialisable: {error}"
-    if "\\u0000" in text:
-        return "contains a NUL character"
+    stack: list[tuple[Any, int, tuple | None]] = [(value, 0, None)]  # (value, depth, trail)
+    while stack:
+        item, depth, trail = stack.pop()
+        kind = type(item)
+        if kind is str:
+            problem = textProblem(item)
+        elif kind is dict or kind is list:
+            if depth == MAX_JSON_DEPTH:
+                problem = f"nested deeper than {MAX_JSON_DEPTH} lists and objects"
+            elif kind is list:
+                stack.extend((child, depth + 1, (trail, position))
+                             for position, child in enumerate(item))
+                continue
+            else:
+                problem = None
+                for key, child in item.items():
+                    problem = (textProblem(key) if type(key) is str
+                               else f"object key {key!r} is not a string")
+                    if problem is not None:
+                        trail = (trail, key)
+                        break
+                    stack.append((child, depth + 1, (trail, key)))
+        elif kind is int:
+            problem = None if INT64[0] <= item <= INT64[1] else "integer beyond 64 bits"
+        elif kind is float:
+            problem = (None if math.isfinite(item) and abs(item) < FLOAT_LIMIT
+                       else f"float {item!r} is not finite or not below {FLOAT_LIMIT:g}")
+        elif item is None or kind is bool:
+            problem = None
+        else:
+            problem = f"{kind.__name__} is not a JSON value"
+        if problem is not None:
+            return problem if trail is None else f"{problem} (at {_jsonPath(trail)})"
     return None
+
+
+def _jsonPath(trail: tuple) -> str:
+    """``[key][0]...`` of a value, from its trail of (parent's trail, key) pairs; shortened."""
+    steps: list[str] = []
+    while trail is not None:
+        trail, key = trail
+        steps.append(f"[{key!r}]")
+    path = "".join(reversed(steps))
+    return path if len(path) <= 80 else f"{path[:80]}..."
 
 
 def _jsonObjectProblem(value: Any) -> str | None:
@@ -143,7 +231,7 @@ def columnCheck(column: sa.Column) -> Check:
         ColumnKind.JSON: _jsonObjectProblem,
         ColumnKind.BOOLEAN: booleanProblem,
         ColumnKind.INTEGER: integerProblem,
-        ColumnKind.DATETIME: datetimeProblem,
+        ColumnKind.DATETIME: storedDatetimeProblem,
         ColumnKind.DATE: dateProblem,
     }[kind]
 
@@ -217,11 +305,14 @@ def requireBoolean(value: Any, field: str) -> None:
     _require(booleanProblem(value), field)
 
 
-def requireDatetime(value: Any, field: str, optional: bool = False) -> None:
-    """InvalidInputError unless ``value`` is an aware datetime (or None when ``optional``)."""
+def requireDatetime(
+    value: Any, field: str, optional: bool = False, stored: bool = False
+) -> None:
+    """InvalidInputError unless ``value`` is an aware datetime (or None when ``optional``);
+    ``stored``: one within :data:`STORED_DATETIMES` (e.g. the time of a row to find)."""
     if value is None and optional:
         return
-    _require(datetimeProblem(value), field)
+    _require((storedDatetimeProblem if stored else datetimeProblem)(value), field)
 
 
 def requireDay(value: Any, field: str, optional: bool = False) -> None:

@@ -12,6 +12,7 @@ import importlib
 import logging
 import pkgutil
 import sys
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -38,11 +39,48 @@ def commands() -> list[Any]:
 
 
 def addDbArgument(parser: argparse.ArgumentParser) -> None:
+    """``--db URL``, and ``--verbose`` (also accepted before the subcommand)."""
     parser.add_argument(
         "--db",
         metavar="URL",
         help="database URL (default: $CRASHDB_URL, else sqlite:///crashdb.sqlite)",
     )
+    parser.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                        help=VERBOSE_HELP)
+
+
+VERBOSE_HELP = "log each retry of a database call (by default one line says crashdb is waiting)"
+
+
+class RetryNotice(logging.Filter):
+    """The pool's retries as a person at a terminal wants them: while the database does not
+    answer, one line saying what is wrong and how long crashdb will keep trying, instead of a
+    line per retry (a service keeps those, and so does ``--verbose``)."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__()
+        self.clock = clock
+        self.quietUntil = 0.0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        remaining = getattr(record, "retryRemaining", None)
+        if remaining is None:
+            return True
+        now = self.clock()
+        if now < self.quietUntil:
+            return False
+        self.quietUntil = now + remaining
+        record.msg = "waiting for the database for up to %.0fs: %s"
+        record.args = (remaining, getattr(record, "retryReason", ""))
+        return True
+
+
+def configureLogging(verbose: bool) -> None:
+    """Warnings on stderr as ``crashdb: …``; retries quietened unless ``verbose``."""
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                        format="crashdb: %(message)s")
+    if not verbose:
+        logging.getLogger("crashdb.pool").addFilter(RetryNotice())
 
 
 def runDeferred(function: Callable[..., Any], *args: Any) -> Any:
@@ -82,13 +120,14 @@ def describe(error: BaseException) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="crashdb", description="crashdb's operator tools")
+    parser.add_argument("-v", "--verbose", action="store_true", help=VERBOSE_HELP)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module in commands():
         subparser = sub.add_parser(module.NAME, help=module.HELP, description=module.HELP)
         module.addArguments(subparser)
         subparser.set_defaults(run=module.run)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="crashdb: %(message)s")
+    configureLogging(args.verbose)
     try:
         return int(args.run(args) or 0)
     except BrokenPipeError:  # `crashdb ... | head`: the reader is gone, which is no error

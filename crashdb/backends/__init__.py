@@ -35,16 +35,17 @@ def resolveReplicaUrls(urls: Sequence[str] | str | None) -> list[str]:
     return [url.strip() for url in urls if url.strip()]
 
 
-def parseUrl(url: str) -> sa.URL:
+def parseUrl(url: str, anyBackend: bool = False) -> sa.URL:
     """``url`` parsed, a bare ``postgresql://`` meaning psycopg2 (SQLAlchemy 2.1 would pick
-    psycopg 3 for it). Every URL crashdb opens goes through here. InvalidInputError for a
-    malformed URL or an unsupported backend."""
+    psycopg 3 for it). Every URL crashdb opens goes through here, the legacy import's source
+    too (which, with ``anyBackend``, may be any database SQLAlchemy reaches). InvalidInputError
+    for a malformed URL or an unsupported backend."""
     try:
         parsed = sa.make_url(url)
     except sa.exc.ArgumentError as error:
         raise InvalidInputError(f"not a database URL: {url!r}", field="db_url") from error
     backend = parsed.get_backend_name()
-    if backend not in BACKENDS:
+    if backend not in BACKENDS and not anyBackend:
         raise InvalidInputError(
             f"unsupported database {backend!r} in {url!r}: use sqlite:/// or postgresql://",
             field="db_url",

@@ -43,6 +43,12 @@ class Backend(abc.ABC):
     def createEngine(cls, url: sa.URL, threads: int | None) -> tuple[sa.Engine, int]:
         """An engine configured for crashdb, and the number of threads to use with it."""
 
+    def missingDatabase(self) -> str | None:
+        """Where the database should be, if it certainly does not exist yet and connecting
+        would create it (an embedded file); else None. Checked before a connection is made by
+        callers that must not create a database (``setup()`` with ``check_version``)."""
+        return None
+
     # -- statement shapes ---------------------------------------------------------------------
 
     @abc.abstractmethod
@@ -73,6 +79,38 @@ class Backend(abc.ABC):
         """A ``UTCDateTime`` column as integer microseconds since 1970, exact on every backend
         (integers, not floats: installations are counted by distinct install times, and a float
         rounded differently on each backend would count differently)."""
+
+    @abc.abstractmethod
+    def greatest(self, *values: sa.ColumnElement) -> sa.ColumnElement[float]:
+        """The largest of ``values`` (doubles), row by row."""
+
+    @abc.abstractmethod
+    def squareRoot(self, conn: sa.Connection, value: sa.ColumnElement) -> sa.ColumnElement[float]:
+        """The IEEE square root of ``value`` in SQL, on ``conn``."""
+
+    @abc.abstractmethod
+    def caseInsensitiveLike(self, term: sa.ColumnElement, pattern: str
+                            ) -> sa.ColumnElement[bool]:
+        """``term LIKE pattern`` (``\\`` escapes), folding ASCII letters only, identically on
+        every backend."""
+
+    @abc.abstractmethod
+    def jsonText(self, column: sa.ColumnElement, key: str) -> tuple[sa.ColumnElement[str], Any]:
+        """A JSON object column's top-level ``key`` as text (a number as written, booleans
+        ``true``/``false``), and a further condition for it to count as set (None: none), so
+        that arrays and objects count as unset on every backend."""
+
+    @abc.abstractmethod
+    def sameWeek(self, a: sa.ColumnElement, b: sa.ColumnElement) -> sa.ColumnElement[bool]:
+        """``a`` and ``b`` (UTCDateTime columns) fall in the same Monday-to-Monday UTC week."""
+
+    @abc.abstractmethod
+    def utcDay(self, column: sa.ColumnElement) -> sa.ColumnElement:
+        """The UTC day of a UTCDateTime column, as the backend returns dates."""
+
+    def jsonField(self, column: sa.ColumnElement, key: str) -> sa.ColumnElement:
+        """``column``'s top-level ``key`` as JSON (None where it is missing), for any key."""
+        return column[key]
 
     # -- what an error means ------------------------------------------------------------------
 
@@ -234,6 +272,23 @@ def plainInsert(
     return (
         f"INSERT INTO {quote(table.name)} ({', '.join(map(quote, columns))})"
         f" VALUES {', '.join([marks] * rows)}{suffix}"
+    )
+
+
+@functools.lru_cache(maxsize=1024)
+def plainLookup(dialect: sa.Dialect, shape: tuple[tuple[str, int], ...], key: str,
+                value: str) -> str:
+    """The text of one query of ``(position, key, value)`` rows for each ``(table, count)``
+    of ``shape``: the rows of ``table`` whose ``key`` is one of ``count`` positional
+    parameters, ``position`` being the table's place in ``shape``. Made once per shape, like
+    ``plainInsert``, for look-ups on the write path where building a statement costs more
+    than running it."""
+    quote = dialect.identifier_preparer.quote
+    mark = "?" if dialect.paramstyle == "qmark" else "%s"
+    return " UNION ALL ".join(
+        f"SELECT {position}, {quote(key)}, {quote(value)} FROM {quote(table)}"
+        f" WHERE {quote(key)} IN ({', '.join([mark] * count)})"
+        for position, (table, count) in enumerate(shape)
     )
 
 

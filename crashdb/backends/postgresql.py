@@ -39,6 +39,8 @@ class PostgresBackend(Backend):
     #: connection failures that waiting will not cure: fail at once instead of retrying
     PERMANENT_CONNECT_ERRORS = ("authentication failed", "does not exist", "pg_hba.conf",
                                 "no password supplied")
+    #: children up to this size (heap bytes) are counted exactly by ``childSizes``
+    EXACT_COUNT_BYTES = 32 * 1048576
     #: below this many rows a multi-row INSERT beats COPY's extra round trip
     COPY_MIN_ROWS = 16
 
@@ -85,6 +87,29 @@ class PostgresBackend(Backend):
 
     def epochMicroseconds(self, when: sa.ColumnElement) -> sa.ColumnElement[int]:
         return sa.cast(sa.extract("epoch", when) * 1_000_000, sa.BigInteger)
+
+    def greatest(self, *values: sa.ColumnElement) -> sa.ColumnElement[float]:
+        return sa.func.greatest(*values, type_=sa.Double)
+
+    def squareRoot(self, conn: sa.Connection, value: sa.ColumnElement) -> sa.ColumnElement[float]:
+        return sa.func.sqrt(value, type_=sa.Double)
+
+    def caseInsensitiveLike(self, term: sa.ColumnElement, pattern: str
+                            ) -> sa.ColumnElement[bool]:
+        # ILIKE under the "C" collation folds ASCII letters only, as SQLite's LIKE does
+        return term.collate("C").ilike(pattern, escape="\\")
+
+    def jsonText(self, column: sa.ColumnElement, key: str) -> tuple[sa.ColumnElement[str], Any]:
+        value = sa.type_coerce(column, postgresql.JSONB())[key]
+        # ->> gives arrays and objects as JSON text too: the second condition leaves them out.
+        # Apart, so that a filter tests it only on rows whose text already matched.
+        return value.astext, sa.func.jsonb_typeof(value).not_in(("array", "object"))
+
+    def sameWeek(self, a: sa.ColumnElement, b: sa.ColumnElement) -> sa.ColumnElement[bool]:
+        return sa.func.date_trunc("week", a, "UTC") == sa.func.date_trunc("week", b, "UTC")
+
+    def utcDay(self, column: sa.ColumnElement) -> sa.ColumnElement:
+        return sa.cast(sa.func.timezone("UTC", column), sa.Date)
 
     def isRetryable(self, error: sa.exc.DBAPIError) -> bool:
         if getattr(error.orig, "pgcode", None) in self.RETRYABLE_CODES:
@@ -268,15 +293,26 @@ class PostgresBackend(Backend):
     def childSizes(
         self, conn: sa.Connection, names: list[str]
     ) -> dict[str, tuple[int | None, int | None]]:
+        """Rows are counted exactly in a child of at most ``EXACT_COUNT_BYTES`` (a week never
+        analyzed is often one just filled, where an estimate would say nothing), else the
+        planner's estimate, else None (never analyzed: counting would read it whole)."""
         rows = conn.execute(
             sa.text(
-                "SELECT c.relname, c.reltuples::bigint, pg_total_relation_size(c.oid)"
+                "SELECT c.relname, c.reltuples::bigint, pg_relation_size(c.oid),"
+                " pg_total_relation_size(c.oid)"
                 " FROM pg_class c WHERE c.relname = ANY(:names)"
                 " AND c.relnamespace = current_schema()::regnamespace"
             ),
             {"names": names},
         )
-        return {name: (None if count < 0 else count, size) for name, count, size in rows}
+        quote = conn.dialect.identifier_preparer.quote
+        sizes: dict[str, tuple[int | None, int | None]] = {}
+        for name, estimate, heap, size in rows.all():
+            count: int | None = None if estimate < 0 else estimate
+            if heap <= self.EXACT_COUNT_BYTES:
+                count = conn.exec_driver_sql(f"SELECT count(*) FROM {quote(name)}").scalar_one()
+            sizes[name] = (count, size)
+        return sizes
 
     supportsReplicas = True
     #: a standby that has replayed all it received while streaming is current; otherwise its

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime
 import logging
+import math
+import os
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -55,6 +57,12 @@ class SQLiteBackend(Backend):
         cls.configureEngine(engine, wal=not memory)
         return engine, 1 if memory else (threads or 2)
 
+    def missingDatabase(self) -> str | None:
+        path = self.engine.url.database
+        if path in (None, "", ":memory:") or path.startswith("file:"):
+            return None  # in memory, or a URI whose mode says whether to create
+        return None if os.path.exists(path) else path
+
     @staticmethod
     def configureEngine(engine: sa.Engine, wal: bool) -> None:
         """Take transaction control from pysqlite: BEGIN IMMEDIATE takes the write lock up front,
@@ -90,20 +98,61 @@ class SQLiteBackend(Backend):
         return expression  # BINARY, SQLite's default collation, compares UTF-8 bytes
 
     def jsonEquals(self, column: sa.ColumnElement, key: str, value: Any) -> sa.ColumnElement[bool]:
-        path = '$."' + key.replace('"', '""') + '"'
-        kind = sa.func.json_type(column, path)
-        if value is None:
-            return kind == "null"
-        if isinstance(value, bool):
-            return kind == ("true" if value else "false")
-        return sa.and_(kind.in_(self.JSON_TYPES[type(value)]),
-                       sa.func.json_extract(column, path) == value)
+        if not _plainKey(key):  # a key SQLite's JSON paths cannot name: look for it by value
+            each = _members(column)
+            return sa.exists(sa.select(1).select_from(each).where(
+                each.c.key == key, _sameValue(each.c.type, each.c.value, value, self)))
+        path = '$."' + key + '"'
+        return _sameValue(sa.func.json_type(column, path), sa.func.json_extract(column, path),
+                          value, self)
+
+    def jsonField(self, column: sa.ColumnElement, key: str) -> sa.ColumnElement:
+        if _plainKey(key):
+            return column[key]
+        each = _members(column)
+        text = sa.case((each.c.type == "true", "true"), (each.c.type == "false", "false"),
+                       else_=sa.func.json_quote(each.c.value))
+        return sa.type_coerce(sa.select(text).where(each.c.key == key).scalar_subquery(),
+                              sa.JSON())
 
     def epochMicroseconds(self, when: sa.ColumnElement) -> sa.ColumnElement[int]:
         # stored as the text YYYY-MM-DD HH:MM:SS.ffffff: whole seconds from strftime('%s'),
         # microseconds from characters 21 to 26
         seconds = sa.cast(sa.func.strftime("%s", when), sa.BigInteger)
         return seconds * 1_000_000 + sa.cast(sa.func.substr(when, 21, 6), sa.BigInteger)
+
+    def greatest(self, *values: sa.ColumnElement) -> sa.ColumnElement[float]:
+        return sa.func.max(*values, type_=sa.Double)  # max() of several arguments is scalar
+
+    def squareRoot(self, conn: sa.Connection, value: sa.ColumnElement) -> sa.ColumnElement[float]:
+        # sqrt exists only in SQLite builds with the math functions: register Python's (the
+        # same IEEE square root) on the connection
+        driver = conn.connection.driver_connection
+        assert driver is not None  # an open connection has its driver's
+        driver.create_function("crashdb_sqrt", 1, math.sqrt, deterministic=True)
+        return sa.func.crashdb_sqrt(value, type_=sa.Double)
+
+    def caseInsensitiveLike(self, term: sa.ColumnElement, pattern: str
+                            ) -> sa.ColumnElement[bool]:
+        return term.like(pattern, escape="\\")  # SQLite's LIKE folds ASCII letters only
+
+    def jsonText(self, column: sa.ColumnElement, key: str) -> tuple[sa.ColumnElement[str], Any]:
+        path = f'$."{key}"'
+        literal = column.op("->")(path)  # a number's text as written in the JSON
+        text = sa.case(
+            {"text": sa.func.json_extract(column, path), "integer": literal, "real": literal,
+             "true": "true", "false": "false"},
+            value=sa.func.json_type(column, path),
+            else_=sa.null(),
+        )
+        return sa.type_coerce(text, sa.String), None  # NULL already for arrays and objects
+
+    def sameWeek(self, a: sa.ColumnElement, b: sa.ColumnElement) -> sa.ColumnElement[bool]:
+        # the Monday on or before: back six days, then forward to the next Monday
+        return sa.func.date(a, "-6 days", "weekday 1") == sa.func.date(b, "-6 days", "weekday 1")
+
+    def utcDay(self, column: sa.ColumnElement) -> sa.ColumnElement:
+        return sa.func.date(column)  # stored as naive UTC text: 'YYYY-MM-DD'
 
     def isRetryable(self, error: sa.exc.DBAPIError) -> bool:
         message = str(error.orig)
@@ -205,3 +254,26 @@ def _enableWal(cursor: Any) -> None:
             if "locked" not in str(error) or time.monotonic() > deadline:
                 raise
             time.sleep(0.01)
+
+
+def _plainKey(key: str) -> bool:
+    """True if ``key`` is stored in the JSON text as it is (``json.dumps`` escapes quotes,
+    backslashes, control and non-ASCII characters): SQLite's JSON paths compare a quoted label
+    with the stored text, escapes and all, so only such keys can be named in a path."""
+    return key.isascii() and key.isprintable() and '"' not in key and "\\" not in key
+
+
+def _members(column: sa.ColumnElement) -> sa.TableValuedAlias:
+    """``json_each(column)``: the top-level members, keys decoded."""
+    return sa.func.json_each(column).table_valued("key", "value", "type")
+
+
+def _sameValue(kind: sa.ColumnElement, extracted: sa.ColumnElement, value: Any,
+               backend: SQLiteBackend) -> sa.ColumnElement[bool]:
+    """A JSON member of type ``kind`` (``json_type``'s names) and SQL value ``extracted`` equals
+    the scalar ``value``, type included (``true`` is not 1)."""
+    if value is None:
+        return kind == "null"
+    if isinstance(value, bool):
+        return kind == ("true" if value else "false")
+    return sa.and_(kind.in_(backend.JSON_TYPES[type(value)]), extracted == value)

@@ -14,7 +14,14 @@ from typing import Any
 import sqlalchemy as sa
 
 from crashdb.bulk.copytext import escape
-from crashdb.validation import INT32, ColumnKind, columnKind, columnLength
+from crashdb.validation import (
+    INT32,
+    STORED_DATETIMES,
+    SURROGATE,
+    ColumnKind,
+    columnKind,
+    columnLength,
+)
 
 UTC = datetime.UTC
 
@@ -35,8 +42,9 @@ class CheckingEncoder:
     one COPY line; ``values(row, lead)`` gives ``[lead, *values]``, the values as they are (the
     bulk path of the other backends). Both give None unless the row is certainly valid: its
     keys among ``keys``, the ``required`` ones not None, and every value of exactly the type its
-    column takes (``str`` within the column's length and free of NUL characters, ``int`` within
-    32 bits, ``bool``, timezone-aware ``datetime``). That is a strict subset of what
+    column takes (``str`` within the column's length and free of NUL characters and lone
+    surrogates, ``int`` within 32 bits, ``bool``, timezone-aware ``datetime`` within
+    ``STORED_DATETIMES``). That is a strict subset of what
     :class:`crashdb.validation.RowValidator` accepts; on None the caller validates the row
     properly (which raises the exact error) and takes it the plain way.
 
@@ -70,6 +78,7 @@ class CheckingEncoder:
         line += [
             '    text = f"{lead}\\t' + "\\t".join(f"{{{field}}}" for field in fields) + '"',
             '    if "\\x00" in text: return None  # only strings can hold one: all at once',
+            "    if not text.isascii() and SURROGATE(text) is not None: return None  # likewise",
             f'    if text.count("\\t") == {len(fields) + leadFields - 1}'
             ' and text.count("\\\\") == nulls'
             ' and "\\n" not in text and "\\r" not in text:',
@@ -81,7 +90,9 @@ class CheckingEncoder:
         self.source = "\n".join(line + [""] + values)
         namespace: dict[str, Any] = {
             "KEYS": frozenset(keys), "MARKER": _MARKER, "escape": escape, "UTC": UTC,
-            "datetime": datetime.datetime, "LOW": INT32[0], "HIGH": INT32[1]}
+            "datetime": datetime.datetime, "LOW": INT32[0], "HIGH": INT32[1],
+            "SURROGATE": SURROGATE.search, "EARLIEST": STORED_DATETIMES[0],
+            "LATEST": STORED_DATETIMES[1]}
         exec(compile(self.source, f"<CheckingEncoder for {table.name}>", "exec"), namespace)
         self.line: Callable[[Any, str], str | None] = namespace["line"]
         self.values: Callable[[Any, Any], list | None] = namespace["values"]
@@ -101,20 +112,26 @@ _BRANCHES = {
     ColumnKind.INTEGER: "elif type(value) is int and LOW <= value <= HIGH: {field} = str(value)",
     ColumnKind.BOOLEAN: "elif value is True: {field} = 't'\nelif value is False: {field} = 'f'",
     ColumnKind.DATETIME: (
-        "elif type(value) is datetime and value.tzinfo is UTC: {field} = value.isoformat()\n"
-        "elif type(value) is datetime and value.utcoffset() is not None:\n"
+        "elif type(value) is datetime and value.tzinfo is UTC and EARLIEST <= value < LATEST:\n"
+        "    {field} = value.isoformat()\n"
+        "elif type(value) is datetime and value.utcoffset() is not None"
+        " and EARLIEST <= value < LATEST:\n"
         "    {field} = value.astimezone(UTC).isoformat()"
     ),
 }
 
-# the same checks, for values kept as they are
+# the same checks, for values kept as they are (``isascii`` is constant time in CPython: only
+# text with other characters is searched for a lone surrogate)
 _CHECKS = {
     ColumnKind.STRING: "elif type({field}) is str and len({field}) <= {limit}"
-                       " and '\\x00' not in {field}: pass",
-    ColumnKind.TEXT: "elif type({field}) is str and '\\x00' not in {field}: pass",
+                       " and '\\x00' not in {field}"
+                       " and ({field}.isascii() or SURROGATE({field}) is None): pass",
+    ColumnKind.TEXT: "elif type({field}) is str and '\\x00' not in {field}"
+                     " and ({field}.isascii() or SURROGATE({field}) is None): pass",
     ColumnKind.INTEGER: "elif type({field}) is int and LOW <= {field} <= HIGH: pass",
     ColumnKind.BOOLEAN: "elif type({field}) is bool: pass",
-    ColumnKind.DATETIME: "elif type({field}) is datetime and {field}.utcoffset() is not None: pass",
+    ColumnKind.DATETIME: "elif type({field}) is datetime and {field}.utcoffset() is not None"
+                         " and EARLIEST <= {field} < LATEST: pass",
 }
 
 

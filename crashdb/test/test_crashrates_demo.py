@@ -11,12 +11,10 @@ import pytest
 import pytest_twisted
 from twisted.internet import defer
 
-from crashdb.app.demo import Demo
+from crashdb.app.demo import DEMO_DAYS, CrashGenerator, Demo
 from crashdb.app.demo.generator import (
-    DEMO_DAYS,
     EXPLOSIVE_SIGNATURE,
     PRODUCTS,
-    CrashGenerator,
     dailyUsers,
     explosionSize,
     withExplosion,

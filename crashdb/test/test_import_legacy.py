@@ -19,7 +19,13 @@ import sqlalchemy as sa
 from twisted.internet import defer
 
 from crashdb import partitions
-from crashdb.app.importer import ImportSummary, LegacyImporter, VersionMapper, prepare
+from crashdb.app.importer import (
+    ImportSummary,
+    LegacyImporter,
+    LegacySource,
+    VersionMapper,
+    prepare,
+)
 from crashdb.exceptions import InvalidInputError
 from crashdb.partitions import partitionName
 from crashdb.test.fake.fakedb import FakeDBConnector
@@ -505,3 +511,55 @@ def test_progress_shows_rows_per_second():
     progress.update(400)
     assert "400/1000" in stream.getvalue()
     assert "200 rows/s" in stream.getvalue()
+
+
+def test_command_imports_from_a_bare_postgresql_url(tmp_path):
+    """``--from postgresql://…`` means psycopg2, as ``--db`` does (SQLAlchemy alone would ask
+    for psycopg 3)."""
+    url = newEmptyPostgresDatabase()
+    try:
+        legacy = buildProblemDatabase(url)
+        bare = sa.make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+        assert bare.startswith("postgresql://")
+        target = f"sqlite:///{tmp_path / 'target.sqlite'}"
+        upgradeUrl(target)
+        _writeMap(tmp_path / "map.csv")
+        result = crashdb("import-legacy", "--from", bare, "--db", target,
+                         "--version-map", "map.csv", cwd=tmp_path)
+    finally:
+        postgres.dropDatabase(url)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((tmp_path / "import-summary.json").read_text())
+    assert {key: summary[key] for key in SUMMARY_KEYS} == legacy.expectedSummary()
+
+
+def test_a_missing_source_leaves_no_rejects_file(tmp_path):
+    target = f"sqlite:///{tmp_path / 'target.sqlite'}"
+    upgradeUrl(target)
+    result = crashdb("import-legacy", "--from", "postgresql+psycopg2://nobody@127.0.0.1:1/x",
+                     "--db", target, cwd=tmp_path)
+    assert result.returncode == 1 and "Connection refused" in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["target.sqlite"]
+
+
+def test_streamed_batches_keep_extensions_with_their_reports(tmp_path):
+    """The reports and extensions cursors are merged by key: gaps in the keys, reports
+    without extensions, extensions of no report and batch edges all line up."""
+    url = f"sqlite:///{tmp_path / 'legacy.sqlite'}"
+    rows = [r | {"id": r["id"] * 3} for r in generateReports(40, duplicate_every=0)]
+    writeLegacy(url, rows)
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:  # orphans: before the first report, between two, after the last
+        for report_id in (1, 4, 10**6):
+            conn.exec_driver_sql("INSERT INTO extensions VALUES (?, 0, 'orphan@x', '1')",
+                                 (report_id,))
+    engine.dispose()
+    source = LegacySource(url)
+    try:
+        batches = list(source.batches(7))
+    finally:
+        source.close()
+    assert [len(b) for b in batches] == [7] * 5 + [5]
+    got = [(r.legacy_id, [e["extension_id"] for e in r.extensions])
+           for batch in batches for r in batch]
+    assert got == [(r["id"], [e[1] for e in r["extensions"]]) for r in rows]

@@ -320,3 +320,28 @@ def test_deleting_a_report_cascades_to_its_extensions_and_plugins(db):
     yield db.pool.do(delete)
     assert (yield db.extensions.getExtensions(report_id, TUESDAY)) == []
     assert (yield db.plugins.getPluginReports(report_id, TUESDAY)) == []
+
+
+@pytest_twisted.inlineCallbacks
+def test_readded_reports_consume_no_ids(db):
+    """A re-delivered batch, or one mixing stored and new uuids, draws ids only for the new
+    reports: the int32 id space is not spent on rows that are not written."""
+    stored = [report(uuid=f"stored-{i}", when=TUESDAY + datetime.timedelta(days=i % 9))
+              for i in range(40)]  # two weeks; above BULK_MIN_ROWS: the fast path
+    first = yield db.reports.addReports(stored)
+    again = yield db.reports.addReports(stored)
+    assert again == first
+    fresh = [report(uuid=f"fresh-{i}", when=NEXT_WEEK) for i in range(20)]
+    mixed = yield db.reports.addReports(stored[:30] + fresh)
+    assert mixed[:30] == first[:30]
+    assert sorted(mixed[30:]) == list(range(max(first) + 1, max(first) + 21))
+    small = yield db.reports.addReports(stored[:3] + [report(uuid="one-more")])  # careful path
+    assert small[:3] == first[:3] and small[3] == max(first) + 21
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_readded_report_is_still_validated(db):
+    yield db.reports.addReports([report(uuid=f"v{i}") for i in range(20)])
+    with pytest.raises(InvalidInputError) as caught:
+        yield db.reports.addReports([report(uuid="v0", uptime="long"), report(uuid="v1")])
+    assert caught.value.index == 0 and caught.value.field == "uptime"

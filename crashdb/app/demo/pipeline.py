@@ -55,8 +55,8 @@ class DemoResult:
     partitions: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     created: list[str] = dataclasses.field(default_factory=list)
     seconds: float = 0.0
-    explosive: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     correlations: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    explosive: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
 
 
@@ -275,7 +275,7 @@ class Demo:
         from crashdb.app.scripts.explosive import formatTable, title
 
         usage = dailyUsers(self.crashes, self.result.days)
-        await self.db.crashrates.addAdu(usage)
+        await self._send(self.db.crashrates.addAdu, usage)
         self.result.explosive = await self.db.crashrates.getExplosive("Firefox", day, limit=5)
         table = formatTable(self.result.explosive, title("Firefox", None, day, per_adu=True))
         self.result.tables.append(table)

@@ -5,7 +5,8 @@ The legacy database (any SQLAlchemy backend) holds one unpartitioned ``reports``
 
 1. finds, in SQL, every uuid the legacy ``reports`` holds more than once and picks its winner:
    the most recently processed row that crashdb can take (ties: the highest legacy id);
-2. reads ``reports`` in key order, in batches, with each batch's extensions;
+2. streams ``reports`` in key order, in batches, merged with its extensions (two server-side
+   cursors, so memory stays flat however large the table);
 3. turns each row into a reportdict: timestamps to aware UTC, the version mapped through the
    ``versions`` component (canonical, else alias, else added as canonical), extensions
    renumbered in legacy key order (crashdb gives them the report's ``date_processed``);

@@ -6,7 +6,7 @@ from __future__ import annotations
 import csv
 import datetime
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from typing import IO, Any
 
 from twisted.internet import defer, threads
@@ -17,6 +17,7 @@ from crashdb.app.importer.summary import ImportSummary
 from crashdb.base import batched
 from crashdb.exceptions import InvalidInputError
 from crashdb.partitions import weekStart
+from crashdb.reports import validateReport
 
 DEFAULT_BATCH_SIZE = 2000
 UUID_CHUNK = 500
@@ -24,7 +25,8 @@ REJECT_COLUMNS = ("legacy_id", "uuid", "reason")
 
 
 class LegacyImporter:
-    """Imports the legacy database at ``source_url`` into ``db`` (a DBConnector).
+    """Imports the legacy database at ``source`` (a URL, or a :class:`LegacySource` the caller
+    opened and closes) into ``db`` (a DBConnector).
 
     ``rejects`` receives the rejects CSV (``legacy_id,uuid,reason``); ``progress(done, total)``
     is called after each batch is written. Source reads run in the reactor's thread pool while
@@ -34,7 +36,7 @@ class LegacyImporter:
     def __init__(
         self,
         db: Any,
-        source_url: str,
+        source: str | LegacySource,
         batch_size: int = DEFAULT_BATCH_SIZE,
         rejects: IO[str] | None = None,
         progress: Callable[[int, int], None] | None = None,
@@ -47,7 +49,8 @@ class LegacyImporter:
 
             reactor = default_reactor
         self.db = db
-        self.source_url = source_url
+        self.source_url = source if isinstance(source, str) else None
+        self.source = None if isinstance(source, str) else source
         self.batch_size = batch_size
         self.rejects = csv.writer(rejects) if rejects is not None else None
         self.rejectsFile = rejects
@@ -66,7 +69,9 @@ class LegacyImporter:
 
     async def _run(self) -> ImportSummary:
         started = time.monotonic()
-        source = await self._inThread(LegacySource, self.source_url)
+        source = self.source
+        if source is None:
+            source = await self._inThread(LegacySource, self.source_url)
         try:
             self.summary.ignored_columns = source.ignored_columns
             total = await self._inThread(source.count)
@@ -77,33 +82,43 @@ class LegacyImporter:
             winners = await self._findWinners(source, mapper)
             if self.rejects is not None:
                 self.rejects.writerow(REJECT_COLUMNS)
-            # three stages overlap: reading batch n+1, preparing batch n, writing batch n-1
-            pending = self._inThread(source.batchAfter, None, self.batch_size)
-            writing: defer.Deferred | None = None
-            try:
-                while True:
-                    batch = await pending
-                    if not batch:
-                        break
-                    pending = self._inThread(source.batchAfter, batch[-1].legacy_id,
-                                             self.batch_size)
-                    accepted = self._classify(batch, mapper, winners)
-                    if writing is not None:
-                        await writing
-                    await self._addNewVersions(accepted, mapper)
-                    await self._ensureWeeks(accepted)
-                    writing = defer.ensureDeferred(self._writeBatch(accepted, total))
-                if writing is not None:
-                    await writing
-            except BaseException:
-                for inFlight in (pending, writing):  # the first failure is the one raised
-                    if inFlight is not None:
-                        inFlight.addErrback(lambda _: None)
-                raise
+            await self._stream(source.batches(self.batch_size), mapper, winners, total)
         finally:
-            source.close()
+            if source is not self.source:
+                source.close()
         self.summary.seconds = time.monotonic() - started
         return self.summary
+
+    async def _stream(self, batches: Generator[list[LegacyReport]], mapper: VersionMapper,
+                      winners: dict[str, Any], total: int) -> None:
+        """Three stages overlap: reading batch n+1 (a thread of the reactor's pool), preparing
+        batch n (the reactor's thread), writing batch n-1 (crashdb's pool)."""
+        pending: defer.Deferred = self._inThread(next, batches, [])
+        writing: defer.Deferred | None = None
+        try:
+            while True:
+                batch = await pending
+                if not batch:
+                    break
+                pending = self._inThread(next, batches, [])
+                accepted = self._classify(batch, mapper, winners)
+                del batch  # freed while the previous batch is written
+                if writing is not None:
+                    await writing
+                await self._addNewVersions(accepted, mapper)
+                await self._ensureWeeks(accepted)
+                writing = defer.ensureDeferred(self._writeBatch(accepted, total))
+            if writing is not None:
+                await writing
+        except BaseException:
+            if writing is not None:  # the first failure is the one raised
+                writing.addErrback(lambda _: None)
+            raise
+        finally:
+            # the reader may be running: the generator is closed when it has stopped
+            pending.addErrback(lambda _: None)
+            await pending
+            batches.close()
 
     async def _findWinners(self, source: LegacySource, mapper: VersionMapper) -> dict[str, Any]:
         """The winning legacy key of every duplicated uuid: the pre-pass that makes
@@ -126,7 +141,9 @@ class LegacyImporter:
         summary.read += len(batch)
         accepted: list[Prepared] = []
         for legacy in batch:
-            prepared = prepare(legacy, mapper)
+            # a duplicated uuid's rows are validated here, as they were when its winner was
+            # chosen; the rest as addReports writes them
+            prepared = prepare(legacy, mapper, validate=legacy.values.get("uuid") in winners)
             if prepared.report is None:
                 self._reject(legacy, prepared.reason or "rejected")
                 continue
@@ -162,16 +179,20 @@ class LegacyImporter:
     async def _ensureWeeks(self, accepted: list[Prepared]) -> None:
         """Create the batch's weeks up front: a batch of legacy rows may span many weeks, and
         the bulk path would otherwise roll back and repair once per missing week."""
+        days = set()
         for prepared in accepted:
             assert prepared.report is not None
-            monday = weekStart(prepared.report["date_processed"])
-            if monday not in self.weeks:
-                await self.db.partitions.ensureWeek(monday)
-                self.weeks.add(monday)
+            days.add(prepared.report["date_processed"].date())  # aware UTC (from the source)
+        for monday in sorted({weekStart(day) for day in days} - self.weeks):
+            await self.db.partitions.ensureWeek(monday)
+            self.weeks.add(monday)
 
     async def _write(self, accepted: list[Prepared]) -> list[Prepared]:
-        """Write through the bulk path; a row it still refuses is rejected on its own and the
-        rest of the batch is written without it."""
+        """Write through the bulk path, which validates each row as it sends it. When it
+        refuses one, every row of the batch is validated, the bad ones are rejected and the
+        rest is written again (a batch is written at most twice); a row refused even then is
+        rejected on its own."""
+        checked = False
         while accepted:
             try:
                 await self.db.reports.addReports([p.report for p in accepted])
@@ -179,10 +200,23 @@ class LegacyImporter:
             except InvalidInputError as error:
                 if error.index is None or not 0 <= error.index < len(accepted):
                     raise
+                if not checked:
+                    accepted = [p for p in accepted if self._valid(p)]
+                    checked = True
+                    continue
                 refused = accepted.pop(error.index)
                 self._reject(refused.legacy, error.message if error.field is None
                              else f"field {error.field!r}: {error.message}")
         return accepted
+
+    def _valid(self, prepared: Prepared) -> bool:
+        """Whether ``prepared`` is a valid report; rejected if not."""
+        try:
+            validateReport(prepared.report)
+        except InvalidInputError as error:
+            self._reject(prepared.legacy, str(error))
+            return False
+        return True
 
     def _reject(self, legacy: LegacyReport, reason: str) -> None:
         self.summary.rejected += 1

@@ -1,11 +1,12 @@
 """Reading the legacy database: its reports in key order with their extensions, reflected
-rather than assumed."""
+rather than assumed, streamed through server-side cursors so that memory stays flat however
+large the table is."""
 
 from __future__ import annotations
 
 import datetime
 import os
-from collections.abc import Sequence
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,6 +14,7 @@ import sqlalchemy as sa
 
 from crashdb import model
 from crashdb.app.importer.summary import LegacyImportError
+from crashdb.backends import parseUrl
 from crashdb.base import batched
 
 UTC = datetime.UTC
@@ -44,14 +46,24 @@ def _utc(value: Any) -> Any:
 
 
 class LegacySource:
-    """The legacy database, reflected; every method is blocking (run it in a thread)."""
+    """The legacy database, reflected; every method is blocking (run it in a thread).
+
+    The URL goes through crashdb's own resolution (:func:`crashdb.backends.parseUrl`: a bare
+    ``postgresql://`` means psycopg2), but may name any database SQLAlchemy reaches.
+    """
 
     def __init__(self, url: str) -> None:
-        parsed = sa.make_url(url)
+        parsed = parseUrl(url, anyBackend=True)
         if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
             if not os.path.exists(parsed.database):  # SQLite would create an empty file
                 raise LegacyImportError(f"no such legacy database file: {parsed.database}")
-        self.engine = sa.create_engine(parsed)
+        try:
+            self.engine = sa.create_engine(parsed)
+        except (ImportError, sa.exc.NoSuchModuleError) as error:
+            raise LegacyImportError(
+                f"cannot open the legacy database {parsed.render_as_string()!r}: no driver for "
+                f"{parsed.drivername} ({error})"
+            ) from error
         metadata = sa.MetaData()
         try:
             metadata.reflect(self.engine, only=lambda name, _: name in ("reports", "extensions"))
@@ -75,6 +87,7 @@ class LegacySource:
             self.engine.dispose()
             raise LegacyImportError("the legacy reports table has no uuid column")
         self.columns = [name for name in REPORT_COLUMNS if name in self.reports.c]
+        self.datetimes = [name for name in self.columns if name in DATETIME_COLUMNS]
         self.ignored_columns = sorted(
             c.name for c in self.reports.c if c.name not in REPORT_COLUMNS and c is not self.key
         )
@@ -110,29 +123,57 @@ class LegacySource:
                     )
         return reports
 
-    def batchAfter(self, after: Any, size: int) -> list[LegacyReport]:
-        """The next ``size`` rows in key order whose key is above ``after`` (None: the first)."""
-        query = self._select.order_by(self.key).limit(size)
-        if after is not None:
-            query = query.where(self.key > after)
+    def batches(self, size: int) -> Generator[list[LegacyReport]]:
+        """Every row in key order, ``size`` at a time, each with its extensions.
+
+        One connection reads ``reports`` and ``extensions`` through two server-side cursors
+        (``yield_per``; on SQLite, cursors step through the file) and merges them by key, so a
+        batch costs no query of its own and memory does not grow with the table. The generator
+        may be resumed from any thread, one at a time; ``close()`` it to release the
+        connection. Keys are compared in Python in the order SQL gave them (integers, as
+        legacy keys are).
+        """
         with self.engine.connect() as conn:
-            reports = [self._report(row) for row in conn.execute(query)]
-            if reports and self.extensions is not None:
-                report_id = self.extensions.c.report_id
-                self._attachExtensions(
-                    conn,
-                    reports,
-                    sa.and_(report_id >= reports[0].legacy_id, report_id <= reports[-1].legacy_id),
-                )
-        return reports
+            streaming = conn.execution_options(yield_per=size)
+            reports = streaming.execute(self._select.order_by(self.key))
+            extensions = self._streamExtensions(streaming)
+            pending = next(extensions, None)
+            for rows in reports.partitions():
+                batch = [self._report(row) for row in rows]
+                for report in batch:
+                    key = report.legacy_id
+                    while pending is not None and pending[0] < key:  # an orphan: skipped
+                        pending = next(extensions, None)
+                    while pending is not None and pending[0] == key:
+                        report.extensions.append(
+                            {"extension_id": pending[1], "extension_version": pending[2]})
+                        pending = next(extensions, None)
+                yield batch
+
+    def _streamExtensions(self, conn: sa.Connection) -> Iterator[sa.Row]:
+        """``(report_id, extension_id, extension_version)`` rows in report and key order."""
+        extensions = self.extensions
+        if extensions is None:
+            return iter(())
+        report_id = extensions.c.report_id
+        order = [report_id]
+        if "extension_key" in extensions.c:
+            order.append(extensions.c.extension_key)
+        query = sa.select(
+            report_id, *(extensions.c[name] if name in extensions.c else sa.null()
+                         for name in ("extension_id", "extension_version"))
+        ).where(report_id.is_not(None)).order_by(*order)
+        return iter(conn.execute(query))
 
     def _report(self, row: sa.Row) -> LegacyReport:
-        mapping = row._mapping
-        values = {
-            name: _utc(mapping[name]) if name in DATETIME_COLUMNS else mapping[name]
-            for name in self.columns
-        }
-        return LegacyReport(mapping["legacy_key"], values)
+        values = dict(zip(self.columns, row[1:]))
+        for name in self.datetimes:
+            value = values[name]
+            if type(value) is datetime.datetime and value.tzinfo is None:  # the common case
+                values[name] = value.replace(tzinfo=UTC)
+            elif value is not None:
+                values[name] = _utc(value)
+        return LegacyReport(row[0], values)
 
     def _attachExtensions(
         self, conn: sa.Connection, reports: Sequence[LegacyReport], where: Any

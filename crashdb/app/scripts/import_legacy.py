@@ -8,8 +8,10 @@ import json
 import re
 import sys
 
+from twisted.internet import threads
+
 from crashdb.app.cli import UsageError, addDbArgument, runDeferred
-from crashdb.app.importer import DEFAULT_BATCH_SIZE, LegacyImporter
+from crashdb.app.importer import DEFAULT_BATCH_SIZE, LegacyImporter, LegacySource
 from crashdb.app.progress import Progress
 from crashdb.connector import DBConnector
 from crashdb.exceptions import CrashDBError, InvalidInputError
@@ -46,39 +48,49 @@ def _readVersionMap(path: str) -> list[list[str]]:
 
 
 async def _main(reactor, args: argparse.Namespace):
+    """Nothing is written, in the database or in a file, before the version map is read, the
+    target is found current and the source is open and checked."""
     versionMap = _readVersionMap(args.version_map) if args.version_map else None
     db = DBConnector(args.db, reactor=reactor)
     try:
         await db.setup()
-        if versionMap is not None:
-            try:
-                loaded = await db.versions.loadVersionMap(versionMap)
-            except InvalidInputError as error:
-                where = [f"{args.version_map}:"]
-                if error.index is not None:
-                    where.append(f"line {error.index + 1}:")
-                if error.field is not None:
-                    where.append(f"field {error.field!r}:")
-                raise UsageError(" ".join([*where, error.message])) from error
-            print(f"version map: {loaded} rows loaded from {args.version_map}")
-        progress = RowsProgress("importing legacy reports")
-
-        def show(done: int, total: int) -> None:
-            progress.update(done, total)
-
-        with open(args.rejects, "w", newline="", encoding="utf-8") as rejects:
-            importer = LegacyImporter(db, args.source, batch_size=args.batch_size,
-                                      rejects=rejects, progress=show, reactor=reactor)
-            try:
-                summary = await importer.run()
-            except BaseException:
-                if progress.done:
-                    progress.finish()
-                raise
-            progress.finish()
-        return summary
+        source = await threads.deferToThread(LegacySource, args.source)
+        try:
+            return await _import(reactor, db, source, versionMap, args)
+        finally:
+            source.close()
     finally:
         await db.stop()
+
+
+async def _import(reactor, db: DBConnector, source: LegacySource, versionMap, args):
+    if versionMap is not None:
+        try:
+            loaded = await db.versions.loadVersionMap(versionMap)
+        except InvalidInputError as error:
+            where = [f"{args.version_map}:"]
+            if error.index is not None:
+                where.append(f"line {error.index + 1}:")
+            if error.field is not None:
+                where.append(f"field {error.field!r}:")
+            raise UsageError(" ".join([*where, error.message])) from error
+        print(f"version map: {loaded} rows loaded from {args.version_map}")
+    progress = RowsProgress("importing legacy reports")
+
+    def show(done: int, total: int) -> None:
+        progress.update(done, total)
+
+    with open(args.rejects, "w", newline="", encoding="utf-8") as rejects:
+        importer = LegacyImporter(db, source, batch_size=args.batch_size,
+                                  rejects=rejects, progress=show, reactor=reactor)
+        try:
+            summary = await importer.run()
+        except BaseException:
+            if progress.done:
+                progress.finish()
+            raise
+        progress.finish()
+    return summary
 
 
 def run(args: argparse.Namespace) -> int:

@@ -52,16 +52,35 @@ async def _drop(reactor, db: DBConnector, args) -> None:
     print(f"{len(dropped)} partitions dropped (weeks before {cutoff:%Y-%m-%d})")
 
 
+def _rows(rows: int | None) -> str:
+    return "not analyzed" if rows is None else str(rows)
+
+
+def _megabytes(size: int | None) -> str:
+    return "-" if size is None else f"{size / 1048576:.1f} MB"
+
+
 async def _list(reactor, db: DBConnector, args) -> None:
     parts = await db.partitions.getPartitions()
     sizes = await db.partitions.getPartitionSizes()
     print(f"{'partition':<32} {'start':<10} {'rows':>12} {'size':>10}")
+    weeks: dict[datetime.datetime, list[tuple[int | None, int | None]]] = {}
     for part in parts:
         rows, size = sizes.get(part["name"], (None, None))
-        shown = "-" if size is None else f"{size / 1048576:.1f} MB"
-        print(f"{part['name']:<32} {part['start']:%Y-%m-%d} "
-              f"{'?' if rows is None else rows:>12} {shown:>10}")
+        weeks.setdefault(part["start"], []).append((rows, size))
+        print(f"{part['name']:<32} {part['start']:%Y-%m-%d} {_rows(rows):>12} "
+              f"{_megabytes(size):>10}")
     print(f"{len(parts)} partitions")
+    if weeks:
+        print(f"{'week total':<32} {'start':<10} {'rows':>12} {'size':>10}")
+    for monday, children in sorted(weeks.items()):
+        counts = [rows for rows, _ in children]
+        known = sum(rows for rows in counts if rows is not None)
+        shown = str(known) if None not in counts else f"{known} + ?"  # some not analyzed
+        bytes_ = [size for _, size in children]
+        total = None if None in bytes_ else sum(size or 0 for size in bytes_)
+        print(f"{f'{len(children)} tables':<32} {monday:%Y-%m-%d} {shown:>12} "
+              f"{_megabytes(total):>10}")
 
 
 ACTIONS = {"create": _create, "drop": _drop, "list": _list}

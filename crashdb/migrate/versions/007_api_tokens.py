@@ -2,8 +2,8 @@
 each token ``crashdb tokens create`` printed, never the token itself. A new table: no existing
 row changes.
 
-On branch issue-18 it follows the migrations merged there (002, 004, 005); the lead
-renumbers the chain on merge.
+On branch issue-18 it follows 005, the newest migration merged there; the lead renumbers the
+chain on merge.
 """
 
 import sqlalchemy as sa

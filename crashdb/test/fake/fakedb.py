@@ -157,16 +157,6 @@ class VersionAlias(Row):
     defaults: ClassVar[dict[str, Any]] = {"product": "Firefox"}
 
 
-class ProductAdu(Row):
-    table = "product_adu"
-    defaults: ClassVar[dict[str, Any]] = {
-        "day": DEFAULT_DATE.date(),
-        "product": "Firefox",
-        "version": "1.0",
-        "adu": 1000,
-    }
-
-
 class Signature(Row):
     table = "signatures"
     defaults: ClassVar[dict[str, Any]] = {
@@ -184,6 +174,16 @@ class SignatureVersion(Row):
         "version": "1.0",
         "first_report": DEFAULT_DATE,
         "last_report": DEFAULT_DATE,
+    }
+
+
+class ProductAdu(Row):
+    table = "product_adu"
+    defaults: ClassVar[dict[str, Any]] = {
+        "day": DEFAULT_DATE.date(),
+        "product": "Firefox",
+        "version": "1.0",
+        "adu": 1000,
     }
 
 

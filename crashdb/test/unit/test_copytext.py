@@ -97,6 +97,10 @@ ODD_VALUES = [
     datetime.datetime(2012, 10, 16, 10, 30), datetime.datetime(2012, 10, 16, tzinfo=TOKYO),
     datetime.datetime(2012, 10, 16, tzinfo=Floating()), Moment(2012, 10, 16, tzinfo=UTC),
     datetime.date(2012, 10, 16),
+    "foo.xpi\udf03@0x1b3c", "\ud800", "é\udfff", "😀", datetime.datetime(999, 12, 31, tzinfo=UTC),
+    datetime.datetime(1000, 1, 6, tzinfo=UTC), datetime.datetime(1000, 1, 5, 23, tzinfo=TOKYO),
+    datetime.datetime(9999, 12, 26, 23, tzinfo=UTC), datetime.datetime(9999, 12, 27, tzinfo=TOKYO),
+    datetime.datetime(1, 1, 1, tzinfo=TOKYO),
 ]
 
 
