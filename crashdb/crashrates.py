@@ -26,8 +26,8 @@ from twisted.internet import defer
 from crashdb import model
 from crashdb.base import DBConnectorComponent
 from crashdb.exceptions import InvalidInputError
-from crashdb.tcbs import DAY, DEFAULT_PERIOD, requireDay
-from crashdb.validation import requireString
+from crashdb.tcbs import DAY
+from crashdb.validation import requireDay, requirePeriod, requireString
 
 UTC = datetime.UTC
 
@@ -84,21 +84,6 @@ def _aduRow(row: Any, index: int) -> tuple[datetime.date, str, str, int]:
     if not 0 <= adu <= MAX_ADU:
         raise InvalidInputError(f"must be 0 or more, at most {MAX_ADU}", field="adu", index=index)
     return row["day"], product, version, adu
-
-
-def _period(
-    start_day: datetime.date | None, end_day: datetime.date | None
-) -> tuple[datetime.date, datetime.date]:
-    """[start_day, end_day) with SPEC 8's defaults: tomorrow (UTC), and a week before it."""
-    if end_day is None:
-        end_day = datetime.datetime.now(UTC).date() + DAY
-    requireDay(end_day, "end_day")
-    if start_day is None:
-        start_day = end_day - DEFAULT_PERIOD
-    requireDay(start_day, "start_day")
-    if start_day >= end_day:
-        raise InvalidInputError("must be before end_day", field="start_day")
-    return start_day, end_day
 
 
 def _double(value: Any) -> sa.ColumnElement[float]:
@@ -226,7 +211,7 @@ class CrashRatesConnectorComponent(DBConnectorComponent):
             _checkName(product, "product", PRODUCT_LENGTH)
             if version is not None:
                 requireString(version, "version", VERSION_LENGTH)
-            start_day, end_day = _period(start_day, end_day)
+            start_day, end_day = requirePeriod(start_day, end_day)
         except InvalidInputError as error:
             return defer.fail(error)
         query = self._dailyRatesQuery(product, version, start_day, end_day)

@@ -12,7 +12,7 @@ import datetime
 from twisted.internet import defer
 
 from crashdb.base import DBConnectorComponent
-from crashdb.tcbs import requireDay
+from crashdb.validation import requireDay
 
 # (rollup name, component attribute of the connector, its method rolling up one day)
 ROLLUPS: tuple[tuple[str, str, str], ...] = (

@@ -17,8 +17,8 @@ from twisted.internet import defer
 
 from crashdb.base import DBConnectorComponent
 from crashdb.exceptions import InvalidInputError
-from crashdb.tcbs import DAY, DEFAULT_PERIOD, dayStart, requireDay
-from crashdb.validation import requireString
+from crashdb.tcbs import DAY, dayStart
+from crashdb.validation import requireDay, requirePeriod, requireString
 
 UTC = datetime.UTC
 
@@ -42,21 +42,6 @@ CORRELATION_COLUMNS = ("id", "date_processed", *CORRELATION_FIELDS)
 COUNT_ROW, INSTALLATIONS_ROW = "#count", "#installations"
 LIFECYCLE = ("first_report", "first_build", "last_report")
 MICROSECONDS = 1_000_000
-
-
-def resolvePeriod(
-    start_day: datetime.date | None, end_day: datetime.date | None
-) -> tuple[datetime.date, datetime.date]:
-    """[start_day, end_day) with SPEC 8's defaults: end tomorrow (UTC), start a week before."""
-    if end_day is None:
-        end_day = datetime.datetime.now(UTC).date() + DAY
-    requireDay(end_day, "end_day")
-    if start_day is None:
-        start_day = end_day - DEFAULT_PERIOD
-    requireDay(start_day, "start_day")
-    if start_day >= end_day:
-        raise InvalidInputError("must be before end_day", field="start_day")
-    return start_day, end_day
 
 
 def uptimeBucket(uptime: sa.ColumnElement[int]) -> sa.ColumnElement[str]:
@@ -191,7 +176,7 @@ class SignaturesConnectorComponent(DBConnectorComponent):
             requireString(product, "product", 30)
             if version is not None:
                 requireString(version, "version", 16)
-            start_day, end_day = resolvePeriod(start_day, end_day)
+            start_day, end_day = requirePeriod(start_day, end_day)
             _requireLimit(limit)
         except InvalidInputError as error:
             return defer.fail(error)
@@ -404,7 +389,7 @@ class SignaturesConnectorComponent(DBConnectorComponent):
             requireString(product, "product", 30)
         if version is not None:
             requireString(version, "version", 16)
-        start_day, end_day = resolvePeriod(start_day, end_day)
+        start_day, end_day = requirePeriod(start_day, end_day)
         return dayStart(start_day), dayStart(end_day)
 
     def _scope(

@@ -15,11 +15,10 @@ from twisted.internet import defer
 
 from crashdb.base import DBConnectorComponent, batched
 from crashdb.exceptions import InvalidInputError
-from crashdb.validation import requireDay, requireString, validatesInput
+from crashdb.validation import requireDay, requirePeriod, requireString, validatesInput
 
 UTC = datetime.UTC
 DAY = datetime.timedelta(days=1)
-DEFAULT_PERIOD = datetime.timedelta(days=7)
 
 # The operating systems counted apart, by the reports' os_name.
 OS_COUNTS = {"win_count": "Windows NT", "mac_count": "Mac OS X", "lin_count": "Linux"}
@@ -112,14 +111,7 @@ class TcbsConnectorComponent(DBConnectorComponent):
         requireString(product, "product", self.db.model.tcbs.c.product)
         if version is not None:
             requireString(version, "version", self.db.model.tcbs.c.version)
-        if end_day is None:
-            end_day = datetime.datetime.now(UTC).date() + DAY
-        requireDay(end_day, "end_day")
-        if start_day is None:
-            start_day = end_day - DEFAULT_PERIOD
-        requireDay(start_day, "start_day")
-        if start_day >= end_day:
-            raise InvalidInputError("must be before end_day", field="start_day")
+        start_day, end_day = requirePeriod(start_day, end_day)
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
             raise InvalidInputError("must be a positive integer", field="limit")
         previous_start = start_day - (end_day - start_day)
@@ -209,14 +201,7 @@ class TcbsConnectorComponent(DBConnectorComponent):
             raise InvalidInputError("expected a list of signatures", field="signatures")
         for signature in signatures:
             requireString(signature, "signatures", self.db.model.tcbs.c.signature)
-        if end_day is None:
-            end_day = datetime.datetime.now(UTC).date() + DAY
-        requireDay(end_day, "end_day")
-        if start_day is None:
-            start_day = end_day - DEFAULT_PERIOD
-        requireDay(start_day, "start_day")
-        if start_day >= end_day:
-            raise InvalidInputError("must be before end_day", field="start_day")
+        start_day, end_day = requirePeriod(start_day, end_day)
         days = (end_day - start_day).days
         wanted = list(dict.fromkeys(signatures))
         tcbs = self.db.model.tcbs

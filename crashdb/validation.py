@@ -322,6 +322,24 @@ def requireDay(value: Any, field: str, optional: bool = False) -> None:
     _require(dateProblem(value), field)
 
 
+#: SPEC 8's default period: the week up to tomorrow (UTC)
+DEFAULT_PERIOD = datetime.timedelta(days=7)
+
+
+def requirePeriod(start_day: Any, end_day: Any) -> tuple[datetime.date, datetime.date]:
+    """[start_day, end_day) with SPEC 8's defaults (end: tomorrow, UTC; start: a week before
+    the end); InvalidInputError unless both are days and start comes before end."""
+    if end_day is None:
+        end_day = datetime.datetime.now(datetime.UTC).date() + datetime.timedelta(days=1)
+    requireDay(end_day, "end_day")
+    if start_day is None:
+        start_day = end_day - DEFAULT_PERIOD
+    requireDay(start_day, "start_day")
+    if start_day >= end_day:
+        raise InvalidInputError("must be before end_day", field="start_day")
+    return start_day, end_day
+
+
 def validatesInput(method: Callable[P, defer.Deferred]) -> Callable[P, defer.Deferred]:
     """A component method that checks its arguments by raising InvalidInputError returns a
     failed Deferred instead: every public method reports bad input the same way."""
