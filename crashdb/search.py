@@ -465,4 +465,4 @@ class SearchConnectorComponent(DBConnectorComponent):
                 "facets": {name: query.facet(facet) for name, facet in checked.facets},
             }
 
-        return self.db.pool.do(thd)
+        return self.db.pool.doReplicaRead(thd)

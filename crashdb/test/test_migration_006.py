@@ -1,4 +1,4 @@
-"""Migration 007 (api_tokens) on a database holding the previous version's data."""
+"""Migration 006 (api_tokens) on a database holding the previous version's data."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from crashdb.test.test_migration_002 import _tablesNamed, _upgrade, emptyUrl  # 
 
 UTC = datetime.UTC
 CREATED = datetime.datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
-PREVIOUS = "005"  # the lead renumbers the chain on merge
+PREVIOUS = "005"
 
 
 def test_upgrade_keeps_data_adds_api_tokens_and_downgrades(emptyUrl):  # noqa: F811

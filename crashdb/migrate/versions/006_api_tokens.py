@@ -9,7 +9,7 @@ chain on merge.
 import sqlalchemy as sa
 from alembic import op
 
-revision = "007"
+revision = "006"
 down_revision = "005"
 branch_labels = None
 depends_on = None
