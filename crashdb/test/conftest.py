@@ -13,6 +13,7 @@ from crashdb.test.util.db import (
     requirePostgres,
     upgradeUrl,
 )
+from crashdb.test.util.legacy import newEmptyPostgresDatabase
 
 BACKENDS = ("fake", "sqlite", "postgresql")
 
@@ -24,6 +25,22 @@ def _postgresUrl() -> str:
         if requirePostgres():
             pytest.fail(f"CRASHDB_REQUIRE_PG=1 but {error}")
         pytest.skip(str(error))
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def emptyUrl(request, tmp_path):
+    """The URL of an empty database, never migrated (for migration tests)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'empty.sqlite'}"
+        return
+    try:
+        url = newEmptyPostgresDatabase("crashdb_migration")
+    except PostgresUnavailable as error:
+        if requirePostgres():
+            pytest.fail(str(error))
+        pytest.skip(str(error))
+    yield url
+    postgres.dropDatabase(url)
 
 
 @pytest.fixture

@@ -12,39 +12,17 @@ from alembic.runtime.migration import MigrationContext
 from crashdb import migrate, model, partitions
 from crashdb.backends import createEngine
 from crashdb.partitions import childTable, weekStart
-from crashdb.test.util.db import PostgresUnavailable, postgres, requirePostgres
-from crashdb.test.util.legacy import newEmptyPostgresDatabase
+from crashdb.test.util.db import upgradeTo
 
 UTC = datetime.UTC
 PROCESSED = datetime.datetime(2012, 10, 16, 12, 0, tzinfo=UTC)
 NEW_TABLES = {"product_versions", "version_aliases"}
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def emptyUrl(request, tmp_path):
-    """The URL of an empty database, never migrated."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'empty.sqlite'}"
-        return
-    try:
-        url = newEmptyPostgresDatabase("crashdb_migration")
-    except PostgresUnavailable as error:
-        if requirePostgres():
-            pytest.fail(str(error))
-        pytest.skip(str(error))
-    yield url
-    postgres.dropDatabase(url)
-
-
-def _upgrade(engine, backend, target: str):
-    with engine.begin() as conn:
-        return migrate.upgrade(conn, backend, target)
-
-
 def test_upgrade_from_001_keeps_data_and_adds_usable_tables(emptyUrl):
     engine, backend, _ = createEngine(emptyUrl)
     try:
-        assert _upgrade(engine, backend, "001") == (None, "001")
+        assert upgradeTo(engine, backend, "001") == (None, "001")
         monday = weekStart(PROCESSED)
         partitions.createWeek(engine, backend, monday)
         with engine.begin() as conn:
@@ -59,7 +37,7 @@ def test_upgrade_from_001_keeps_data_and_adds_usable_tables(emptyUrl):
                 model.jobs.insert().values(uuid="u-001", queued_at=PROCESSED)
             )
 
-        before, after = _upgrade(engine, backend, "head")
+        before, after = upgradeTo(engine, backend, "head")
         assert (before, after) == ("001", migrate.headVersion())
         assert int(after) >= 2
 
@@ -97,7 +75,7 @@ def test_upgrade_from_001_keeps_data_and_adds_usable_tables(emptyUrl):
             )
 
         # running the upgrade again changes nothing
-        assert _upgrade(engine, backend, "head") == (after, after)
+        assert upgradeTo(engine, backend, "head") == (after, after)
     finally:
         engine.dispose()
 
@@ -105,7 +83,7 @@ def test_upgrade_from_001_keeps_data_and_adds_usable_tables(emptyUrl):
 def test_upgraded_tables_match_the_model(emptyUrl):
     engine, backend, _ = createEngine(emptyUrl)
     try:
-        _upgrade(engine, backend, "head")
+        upgradeTo(engine, backend, "head")
         metadata = sa.MetaData()
         for table in model.tablesFor(backend.name):
             table.to_metadata(metadata)

@@ -16,8 +16,7 @@ from crashdb import migrate, model, partitions
 from crashdb.backends import createEngine
 from crashdb.partitions import childTable, weekTables
 from crashdb.test.test_schema import differences
-from crashdb.test.util.db import PostgresUnavailable, postgres, requirePostgres
-from crashdb.test.util.legacy import newEmptyPostgresDatabase
+from crashdb.test.util.db import upgradeTo
 from crashdb.test.util.pgschema import describeTable
 
 UTC = datetime.UTC
@@ -25,22 +24,6 @@ WEEKS = [datetime.datetime(2012, 10, 15, tzinfo=UTC) + datetime.timedelta(days=7
          for n in range(3)]
 NEW_WEEK = WEEKS[-1] + datetime.timedelta(days=7)
 SHARED = "nextval('reports_id_seq'::regclass)"
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def emptyUrl(request, tmp_path):
-    """The URL of an empty database, never migrated."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'empty.sqlite'}"
-        return
-    try:
-        url = newEmptyPostgresDatabase("crashdb_migration")
-    except PostgresUnavailable as error:
-        if requirePostgres():
-            pytest.fail(str(error))
-        pytest.skip(str(error))
-    yield url
-    postgres.dropDatabase(url)
 
 
 @pytest.fixture
@@ -59,17 +42,12 @@ def oldChildren(monkeypatch):
     return use
 
 
-def _upgrade(engine, backend, target: str = "head"):
-    with engine.begin() as conn:
-        return migrate.upgrade(conn, backend, target)
-
-
 def _makeOld(engine, backend, oldChildren, rng: random.Random) -> dict[str, dict]:
     """A database at 002 with old children and data in every week: reports written as crashdb
     wrote them (ids reserved from the shared counter) with extensions, and on PostgreSQL rows
     written straight into the last week's child without ids, which drew from its own sequence
     (moved on to 500, as after a DBA's load). The rows by uuid."""
-    assert _upgrade(engine, backend, "002") == (None, "002")
+    assert upgradeTo(engine, backend, "002") == (None, "002")
     oldChildren(True)
     for monday in WEEKS:
         partitions.createWeek(engine, backend, monday)
@@ -136,7 +114,7 @@ def test_upgrade_from_002_shares_the_sequence_without_rewriting(emptyUrl, oldChi
                 assert "reports" not in dict(conn.execute(DEFAULTS).all())
         assert {uuid: (row["id"], row["date_processed"]) for uuid, row in rows.items()} == before
 
-        before_version, after = _upgrade(engine, backend)
+        before_version, after = upgradeTo(engine, backend)
         assert (before_version, after) == ("002", migrate.headVersion())
 
         partitions.createWeek(engine, backend, NEW_WEEK)  # a child made after the upgrade
@@ -184,7 +162,7 @@ def test_upgrade_from_002_shares_the_sequence_without_rewriting(emptyUrl, oldChi
         if postgres_:
             assert max(old_ids) == 503
 
-        assert _upgrade(engine, backend) == (after, after)  # again: nothing to do
+        assert upgradeTo(engine, backend) == (after, after)  # again: nothing to do
     finally:
         engine.dispose()
 
@@ -202,7 +180,7 @@ def test_upgrade_never_blocks_others_longer_than_a_lock_timeout(emptyUrl, oldChi
         def upgrade() -> None:
             started = time.monotonic()
             try:
-                result["versions"] = _upgrade(engine, backend)
+                result["versions"] = upgradeTo(engine, backend)
             except Exception as error:  # asserted below
                 result["error"] = error
             result["took"] = time.monotonic() - started

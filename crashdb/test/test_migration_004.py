@@ -14,7 +14,8 @@ from crashdb import migrate, model, partitions
 from crashdb.backends import createEngine
 from crashdb.connector import DBConnector
 from crashdb.partitions import childTable, weekStart
-from crashdb.test.test_migration_002 import _tablesNamed, _upgrade, emptyUrl  # noqa: F401
+from crashdb.test.test_migration_002 import _tablesNamed
+from crashdb.test.util.db import upgradeTo
 
 UTC = datetime.UTC
 PROCESSED = datetime.datetime(2012, 10, 16, 12, 0, tzinfo=UTC)
@@ -23,10 +24,10 @@ BEFORE = "003"  # the revision 004 follows
 
 
 @pytest_twisted.inlineCallbacks
-def test_upgrade_keeps_reports_and_their_day_rolls_up(emptyUrl):  # noqa: F811
+def test_upgrade_keeps_reports_and_their_day_rolls_up(emptyUrl):
     engine, backend, _ = createEngine(emptyUrl)
     try:
-        assert _upgrade(engine, backend, BEFORE) == (None, BEFORE)
+        assert upgradeTo(engine, backend, BEFORE) == (None, BEFORE)
         monday = weekStart(PROCESSED)
         partitions.createWeek(engine, backend, monday)
         with engine.begin() as conn:
@@ -34,13 +35,13 @@ def test_upgrade_keeps_reports_and_their_day_rolls_up(emptyUrl):  # noqa: F811
             conn.execute(childTable("reports", monday, backend).insert().values(
                 id=report_id, uuid="u-1", date_processed=PROCESSED, product="Firefox",
                 version="16.0", signature="js::GC", build="20121010"))
-        before, after = _upgrade(engine, backend, "head")
+        before, after = upgradeTo(engine, backend, "head")
         assert (before, after) == (BEFORE, migrate.headVersion())
         with engine.connect() as conn:
             assert NEW_TABLES <= set(sa.inspect(conn).get_table_names())
             assert conn.execute(sa.select(sa.func.count()).select_from(
                 model.signatures)).scalar_one() == 0
-        assert _upgrade(engine, backend, "head") == (after, after)
+        assert upgradeTo(engine, backend, "head") == (after, after)
     finally:
         engine.dispose()
 
@@ -55,10 +56,10 @@ def test_upgrade_keeps_reports_and_their_day_rolls_up(emptyUrl):  # noqa: F811
         yield db.stop()
 
 
-def test_upgraded_tables_match_the_model_and_downgrade_drops_them(emptyUrl):  # noqa: F811
+def test_upgraded_tables_match_the_model_and_downgrade_drops_them(emptyUrl):
     engine, backend, _ = createEngine(emptyUrl)
     try:
-        _upgrade(engine, backend, "head")
+        upgradeTo(engine, backend, "head")
         metadata = sa.MetaData()
         for table in model.tablesFor(backend.name):
             table.to_metadata(metadata)

@@ -11,8 +11,9 @@ from alembic.script import ScriptDirectory
 
 from crashdb import migrate, model
 from crashdb.backends import createEngine
-from crashdb.test.test_migration_002 import _tablesNamed, emptyUrl  # noqa: F401 (a fixture)
+from crashdb.test.test_migration_002 import _tablesNamed
 from crashdb.test.test_schema import differences
+from crashdb.test.util.db import upgradeTo
 
 DAY = datetime.date(2012, 10, 16)
 NEW_TABLES = {"product_adu", "product_throttles"}
@@ -20,21 +21,16 @@ NEW_TABLES = {"product_adu", "product_throttles"}
 PREVIOUS = ScriptDirectory.from_config(migrate.alembicConfig()).get_revision("005").down_revision
 
 
-def _upgrade(engine, backend, target: str):
-    with engine.begin() as conn:
-        return migrate.upgrade(conn, backend, target)
-
-
-def test_upgrade_keeps_the_rollup_and_adds_usable_tables(emptyUrl):  # noqa: F811
+def test_upgrade_keeps_the_rollup_and_adds_usable_tables(emptyUrl):
     engine, backend, _ = createEngine(emptyUrl)
     try:
-        assert _upgrade(engine, backend, PREVIOUS) == (None, PREVIOUS)
+        assert upgradeTo(engine, backend, PREVIOUS) == (None, PREVIOUS)
         with engine.begin() as conn:
             conn.execute(model.tcbs.insert().values(
                 day=DAY, product="Firefox", version="16.0", signature="sig", count=7,
                 win_count=7, mac_count=0, lin_count=0, hang_count=0, startup_count=1,
             ))
-        assert _upgrade(engine, backend, "005") == (PREVIOUS, "005")
+        assert upgradeTo(engine, backend, "005") == (PREVIOUS, "005")
         with engine.begin() as conn:
             kept = conn.execute(sa.select(model.tcbs.c.signature, model.tcbs.c.count)).all()
             assert [tuple(row) for row in kept] == [("sig", 7)]
@@ -58,15 +54,15 @@ def test_upgrade_keeps_the_rollup_and_adds_usable_tables(emptyUrl):  # noqa: F81
             command.downgrade(migrate.alembicConfig(conn), PREVIOUS)
             assert not NEW_TABLES & set(sa.inspect(conn).get_table_names())
             assert conn.execute(sa.select(model.tcbs.c.count)).scalar_one() == 7
-        assert _upgrade(engine, backend, "005") == (PREVIOUS, "005")
+        assert upgradeTo(engine, backend, "005") == (PREVIOUS, "005")
     finally:
         engine.dispose()
 
 
-def test_upgraded_tables_match_the_model(emptyUrl):  # noqa: F811
+def test_upgraded_tables_match_the_model(emptyUrl):
     engine, backend, _ = createEngine(emptyUrl)
     try:
-        _upgrade(engine, backend, "head")
+        upgradeTo(engine, backend, "head")
         with engine.connect() as conn:
             assert NEW_TABLES <= set(sa.inspect(conn).get_table_names())
             mine = [d for d in differences(conn) if NEW_TABLES & set(_tablesNamed(d))]

@@ -11,20 +11,21 @@ from alembic.runtime.migration import MigrationContext
 
 from crashdb import migrate, model
 from crashdb.backends import createEngine
-from crashdb.test.test_migration_002 import _tablesNamed, _upgrade, emptyUrl  # noqa: F401
+from crashdb.test.test_migration_002 import _tablesNamed
+from crashdb.test.util.db import upgradeTo
 
 UTC = datetime.UTC
 CREATED = datetime.datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 PREVIOUS = "005"
 
 
-def test_upgrade_keeps_data_adds_api_tokens_and_downgrades(emptyUrl):  # noqa: F811
+def test_upgrade_keeps_data_adds_api_tokens_and_downgrades(emptyUrl):
     engine, backend, _ = createEngine(emptyUrl)
     try:
-        _upgrade(engine, backend, PREVIOUS)
+        upgradeTo(engine, backend, PREVIOUS)
         with engine.begin() as conn:
             conn.execute(model.product_versions.insert().values(product="Firefox", version="16.0"))
-        before, after = _upgrade(engine, backend, "head")
+        before, after = upgradeTo(engine, backend, "head")
         assert before == PREVIOUS and after == migrate.headVersion()
         with engine.begin() as conn:
             assert conn.execute(sa.select(model.product_versions.c.version)).scalars().all() \

@@ -36,6 +36,12 @@ def upgradeUrl(url: str) -> None:
         engine.dispose()
 
 
+def upgradeTo(engine: sa.Engine, backend, target: str = "head") -> tuple[str | None, str | None]:
+    """Migrate the database of ``engine`` to revision ``target``; (version before, after)."""
+    with engine.begin() as conn:
+        return migrate.upgrade(conn, backend, target)
+
+
 class PostgresUnavailable(Exception):
     """No PostgreSQL could be found or started for the tests."""
 
