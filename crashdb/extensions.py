@@ -11,6 +11,10 @@ from crashdb.base import DBConnectorComponent
 from crashdb.partitions import WEEK, weekStart
 from crashdb.validation import requireDatetime, requireInteger, validatesInput
 
+#: what ``getExtensions`` returns of a row (its ``uuid`` is the report's, for Citus's shards)
+EXTENSION_COLUMNS = ("report_id", "date_processed", "extension_key", "extension_id",
+                     "extension_version")
+
 
 def weekOf(report_id: int, date_processed: datetime.datetime) -> tuple:
     """Validate a (report_id, date_processed) pair; the week's [start, end)."""
@@ -32,7 +36,7 @@ class ExtensionsConnectorComponent(DBConnectorComponent):
         def thd(conn: sa.Connection) -> list[dict]:
             source = self.readable(conn, "extensions", start, end)
             query = (
-                sa.select(source)
+                sa.select(*(source.c[name] for name in EXTENSION_COLUMNS))
                 .where(*self.ofReport(source, report_id, start, end))
                 .order_by(source.c.extension_key)
             )

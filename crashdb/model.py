@@ -109,6 +109,7 @@ extensions = sa.Table(
     sa.Column("extension_key", sa.Integer, nullable=False),
     sa.Column("extension_id", sa.Text, nullable=False),
     sa.Column("extension_version", sa.Text),
+    sa.Column("uuid", sa.String(50)),  # the report's: the distribution column on Citus
 )
 
 # Which plugin (and which version of it) a report's process had loaded.
@@ -119,6 +120,7 @@ plugins_reports = sa.Table(
     sa.Column("plugin_id", sa.Integer, nullable=False),
     sa.Column("date_processed", UTCDateTime),
     sa.Column("version", sa.Text, nullable=False),
+    sa.Column("uuid", sa.String(50)),  # the report's: the distribution column on Citus
 )
 
 # The crash's submitted metadata as JSON, stored before processing (so no foreign key).

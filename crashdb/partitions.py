@@ -69,7 +69,7 @@ def parseChildName(name: str) -> tuple[str, datetime.datetime] | None:
 
 # -- child DDL from the model ---------------------------------------------------------------------
 
-_child_metadata: dict[str, sa.MetaData] = {}
+_child_metadata: dict[tuple[str, str | None], sa.MetaData] = {}
 _child_lock = threading.Lock()
 
 
@@ -82,13 +82,17 @@ def overlaps(monday: datetime.datetime, start: datetime.datetime | None,
 def childTable(parent: str, monday: datetime.datetime, backend: Backend) -> sa.Table:
     """The weekly child of ``parent`` as a Table: the parent's columns, plus the indexes,
     keys and date check (``backend.weekCheck``) of ``model.CHILD_SPECS``, all named
-    ``<child>_<suffix>``. Any time of the week names the same child (the cache is by name)."""
+    ``<child>_<suffix>``. Any time of the week names the same child (the cache is by name).
+
+    On a cluster (``backend.distributionColumn``) primary keys and foreign keys to the week's
+    reports child include the distribution column, as Citus requires."""
     monday = weekStart(monday)
     name = partitionName(parent, monday)
+    variant = (backend.name, backend.distributionColumn)
     with _child_lock:
-        metadata = _child_metadata.get(backend.name)
+        metadata = _child_metadata.get(variant)
         if metadata is None:
-            metadata = _child_metadata[backend.name] = sa.MetaData()
+            metadata = _child_metadata[variant] = sa.MetaData()
             model.plugins.to_metadata(metadata)
         if name in metadata.tables:
             return metadata.tables[name]
@@ -106,16 +110,23 @@ def _newChildTable(
     spec = model.CHILD_SPECS[parent]
     parentTable = model.metadata.tables[parent]
     columns = [_childColumn(parentTable, c, spec, backend) for c in parentTable.c]
+    extra = backend.distributionColumn
+    key = spec.primary_key
+    if extra and extra not in key:
+        key = (*key, extra)
     constraints: list[Any] = [
-        sa.PrimaryKeyConstraint(*spec.primary_key, name=f"{name}_pkey"),
+        sa.PrimaryKeyConstraint(*key, name=f"{name}_pkey"),
         sa.CheckConstraint(backend.weekCheck(monday), name=f"{name}_date_check"),
     ]
     for fk in spec.foreign_keys:
         target = fk.target or partitionName("reports", monday)
+        pairs = [(fk.column, fk.target_column)]
+        if extra and fk.target is None:  # co-located: the report's row on the same shard
+            pairs.append((extra, extra))
         constraints.append(
             sa.ForeignKeyConstraint(
-                [fk.column],
-                [f"{target}.{fk.target_column}"],
+                [mine for mine, _ in pairs],
+                [f"{target}.{theirs}" for _, theirs in pairs],
                 name=f"{name}_{fk.suffix}",
                 ondelete=fk.ondelete,
             )
@@ -137,6 +148,11 @@ def _childColumn(parent: sa.Table, column: sa.Column, spec: model.ChildSpec,
                      **backend.sharedIdDefault(parent, column))
 
 
+def weekNames(monday: datetime.datetime) -> list[str]:
+    """The names of every child of one week, ``reports`` first."""
+    return [partitionName(parent, monday) for parent in model.PARTITIONED_TABLES]
+
+
 def weekTables(monday: datetime.datetime, backend: Backend) -> list[sa.Table]:
     """Every child of one week, ``reports`` first (the others reference it)."""
     return [childTable(parent, monday, backend) for parent in model.PARTITIONED_TABLES]
@@ -148,18 +164,16 @@ def weekTables(monday: datetime.datetime, backend: Backend) -> list[sa.Table]:
 def createWeek(engine: sa.Engine, backend: Backend, monday: datetime.datetime) -> list[str]:
     """Create every missing child of the week of ``monday``, all or none, in a transaction of
     its own; the names created. Safe when racing: the backend serializes a week's DDL."""
-    tables = weekTables(monday, backend)
 
     def create(conn: sa.Connection, existing: set[str]) -> list[str]:
         created = []
-        for parent, child in zip(model.PARTITIONED_TABLES, tables):
+        for parent, child in zip(model.PARTITIONED_TABLES, weekTables(monday, backend)):
             if child.name not in existing:
-                child.create(conn)
-                backend.attachChild(conn, parent, child.name, monday)
+                backend.createChild(conn, parent, child, monday)
                 created.append(child.name)
         return created
 
-    created = backend.runWeekDDL(engine, monday, [t.name for t in tables], create)
+    created = backend.runWeekDDL(engine, monday, weekNames(monday), create)
     if created:
         log.info("created partitions %s", ", ".join(created))
     return created
@@ -168,18 +182,18 @@ def createWeek(engine: sa.Engine, backend: Backend, monday: datetime.datetime) -
 def dropWeek(engine: sa.Engine, backend: Backend, monday: datetime.datetime) -> list[str]:
     """Drop every child of the week of ``monday``, those referencing ``reports`` first; the
     names dropped."""
-    tables = weekTables(monday, backend)
+    names = weekNames(monday)
 
     def drop(conn: sa.Connection, existing: set[str]) -> list[str]:
         dropped = []
-        for parent, child in reversed(list(zip(model.PARTITIONED_TABLES, tables))):
-            if child.name in existing:
-                backend.detachChild(conn, parent, child.name)
-                conn.exec_driver_sql(f'DROP TABLE "{child.name}"')
-                dropped.append(child.name)
+        for parent, child in reversed(list(zip(model.PARTITIONED_TABLES, names))):
+            if child in existing:
+                backend.detachChild(conn, parent, child)
+                conn.exec_driver_sql(f'DROP TABLE "{child}"')
+                dropped.append(child)
         return dropped
 
-    return backend.runWeekDDL(engine, monday, [t.name for t in tables], drop)
+    return backend.runWeekDDL(engine, monday, names, drop)
 
 
 @functools.lru_cache(maxsize=64)

@@ -42,9 +42,10 @@ from crashdb.validation import (
 REPORT_FIELDS = tuple(c.name for c in model.reports.c)
 VALUE_FIELDS = REPORT_FIELDS[1:]  # all but "id", which crashdb assigns
 assert REPORT_FIELDS[0] == "id"
+# Each add-on row carries its report's uuid too: the distribution column on Citus (SPEC 17).
 EXTENSION_FIELDS = ("report_id", "date_processed", "extension_key", "extension_id",
-                    "extension_version")
-PLUGIN_FIELDS = ("report_id", "plugin_id", "date_processed", "version")
+                    "extension_version", "uuid")
+PLUGIN_FIELDS = ("report_id", "plugin_id", "date_processed", "version", "uuid")
 CHILD_LISTS = ("extensions", "plugins")
 #: batches with fewer new reports skip the optimistic append (a savepoint costs two round trips)
 BULK_MIN_ROWS = 16
@@ -65,8 +66,8 @@ _reportEncoder = CheckingEncoder(
                                                                                 "date_processed")
 )
 _extensionEncoder = CheckingEncoder(
-    model.extensions, EXTENSION_FIELDS[3:], keys=EXTENSION_FIELDS[3:], required=("extension_id",),
-    leadFields=3,
+    model.extensions, EXTENSION_FIELDS[3:5], keys=EXTENSION_FIELDS[3:5],
+    required=("extension_id",), leadFields=3,
 )
 _pluginValidator = RowValidator(
     sa.Table(  # a plugin as the caller gives it: the plugin's identity and its loaded version
@@ -236,19 +237,22 @@ class _ExtensionRows:
         for report_id, report, extensions in self.parents:
             for key, extension in enumerate(extensions):
                 yield (report_id, report["date_processed"], key, extension["extension_id"],
-                       extension.get("extension_version"))
+                       extension.get("extension_version"), report["uuid"])
 
     def copyLines(self, formatter: copytext.CopyFormatter) -> Iterator[str]:
         encode = _extensionEncoder.line
         for report_id, report, extensions in self.parents:
             lead = f"{report_id}\t{copytext.timestamp(report['date_processed'])}\t"
+            tail = "\t" + copytext.escape(report["uuid"])
             for key, extension in enumerate(extensions):
                 line = encode(extension, f"{lead}{key}")
                 if line is None:  # validated already: a value of an unusual type
                     line = formatter.line((report_id, report["date_processed"], key,
                                            extension["extension_id"],
-                                           extension.get("extension_version")))
-                yield line
+                                           extension.get("extension_version"), report["uuid"]))
+                    yield line
+                else:
+                    yield line + tail
 
 
 class ReportsConnectorComponent(DBConnectorComponent):
@@ -426,7 +430,7 @@ class ReportsConnectorComponent(DBConnectorComponent):
         plugins = {
             monday: [
                 (report_id, pluginIdsByKey[(plugin["filename"], plugin["name"])],
-                 report["date_processed"], plugin["version"])
+                 report["date_processed"], plugin["version"], report["uuid"])
                 for report_id, report in reports
                 for plugin in report.get("plugins") or ()
             ]

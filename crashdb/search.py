@@ -288,12 +288,12 @@ class _Query:
         first, last = self.search.weekBounds
         if field.source == "addon":
             extensions = self.table("extensions")
-            link = [extensions.c.report_id == r.id]
+            link = [extensions.c.report_id == r.id, extensions.c.uuid == r.uuid]
             return extensions, self._inWeeks(extensions, link), extensions.c.extension_id, None
         if field.source == "plugin":
             plugins = self.table("plugins_reports")
             joined = plugins.join(model.plugins, model.plugins.c.id == plugins.c.plugin_id)
-            link = [plugins.c.report_id == r.id]
+            link = [plugins.c.report_id == r.id, plugins.c.uuid == r.uuid]
             return joined, self._inWeeks(plugins, link), model.plugins.c.filename, None
         raw = self.table("raw_crashes")
         link = [raw.c.uuid == r.uuid]

@@ -35,9 +35,10 @@ UPTIME_BUCKETS: tuple[tuple[str, int, int | None], ...] = (
 CORRELATION_FIELDS = ("os_version", "cpu_info", "flash_version", "process_type",
                       "release_channel", "build")
 # What each read takes from a report: its key (to join its add-ons) and what it counts.
-SUMMARY_COLUMNS = ("id", "date_processed", "client_crash_date", "install_age", "uptime",
+# id, uuid and date_processed tie a report to its add-ons (uuid: co-located on Citus)
+SUMMARY_COLUMNS = ("id", "uuid", "date_processed", "client_crash_date", "install_age", "uptime",
                    *SUMMARY_FIELDS)
-CORRELATION_COLUMNS = ("id", "date_processed", *CORRELATION_FIELDS)
+CORRELATION_COLUMNS = ("id", "uuid", "date_processed", *CORRELATION_FIELDS)
 # Rows of getSummary's one query that carry totals rather than a facet's term.
 COUNT_ROW, INSTALLATIONS_ROW = "#count", "#installations"
 LIFECYCLE = ("first_report", "first_build", "last_report")
@@ -280,8 +281,8 @@ class SignaturesConnectorComponent(DBConnectorComponent):
         e = self.readable(conn, "extensions", start, end).c
         # a semi-join, so that the planner walks the signature's few reports and looks their
         # add-ons up by (report_id, date_processed) instead of scanning every add-on of the week
-        reports = sa.tuple_(e.report_id, e.date_processed).in_(
-            sa.select(s.id, s.date_processed))
+        reports = sa.tuple_(e.report_id, e.uuid, e.date_processed).in_(
+            sa.select(s.id, s.uuid, s.date_processed))
         parts.append(
             sa.select(sa.literal("addon"), e.extension_id,
                       sa.func.count(sa.distinct(e.report_id)))
@@ -359,7 +360,7 @@ class SignaturesConnectorComponent(DBConnectorComponent):
                       sa.func.count(sa.distinct(sa.case((s.mine == 1, e.report_id)))),
                       sa.func.count(sa.distinct(e.report_id)))
             .select_from(scope.join(extensions, sa.and_(
-                e.report_id == s.id, e.date_processed == s.date_processed)))
+                e.report_id == s.id, e.uuid == s.uuid, e.date_processed == s.date_processed)))
             .group_by(e.extension_id)
         )
         rows = sa.union_all(*parts).subquery("rows")

@@ -37,6 +37,9 @@ class Backend(abc.ABC):
 
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
+        #: the column the crash data is distributed on across a cluster (Citus: "uuid"), or
+        #: None on a single database; known once ``detectDistribution`` has seen a connection
+        self.distributionColumn: str | None = None
 
     @classmethod
     @abc.abstractmethod
@@ -235,6 +238,22 @@ class Backend(abc.ABC):
     def detachChild(self, conn: sa.Connection, parent: str, child: str) -> None:
         """Undo ``attachChild`` before ``child`` is dropped."""
         return None
+
+    def createChild(
+        self, conn: sa.Connection, parent: str, child: sa.Table, monday: datetime.datetime
+    ) -> None:
+        """Create the weekly ``child`` of ``parent`` and attach it."""
+        child.create(conn)
+        self.attachChild(conn, parent, child.name, monday)
+
+    def detectDistribution(self, conn: sa.Connection) -> str | None:
+        """``distributionColumn``, learnt from the database behind ``conn`` if not yet known."""
+        return None
+
+    def afterUpgrade(self, conn: sa.Connection) -> list[str]:
+        """What the schema needs beyond the migrations (Citus: distributing the tables), in
+        the upgrade's transaction; the tables changed."""
+        return []
 
     @abc.abstractmethod
     def childSizes(

@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
 from crashdb import model
+from crashdb.backends import citus
 from crashdb.backends.base import Backend, WeekWork
 from crashdb.base import Rows
 from crashdb.bulk import copytext
@@ -259,6 +260,7 @@ class PostgresBackend(Backend):
         for attempt in range(1, LOCK_ATTEMPTS + 1):
             try:
                 with engine.begin() as conn:
+                    self.detectDistribution(conn)  # before the work builds the week's tables
                     conn.exec_driver_sql(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT_MS}ms'")
                     conn.execute(sa.select(sa.func.pg_advisory_xact_lock(ADVISORY_NAMESPACE, key)))
                     existing = conn.execute(
@@ -290,16 +292,49 @@ class PostgresBackend(Backend):
     def detachChild(self, conn: sa.Connection, parent: str, child: str) -> None:
         conn.exec_driver_sql(f'ALTER TABLE "{parent}" DETACH PARTITION "{child}"')
 
+    def createChild(
+        self, conn: sa.Connection, parent: str, child: sa.Table, monday: datetime.datetime
+    ) -> None:
+        """On Citus a child's foreign keys to reference tables (``plugins``) are added once it
+        is attached, and so distributed: Citus would otherwise turn the new, local child into
+        a table of its own kind, which cannot then be attached."""
+        if self.distributionColumn is None:
+            return super().createChild(conn, parent, child, monday)
+        later = [fk for fk in child.foreign_key_constraints
+                 if not fk.referred_table.name.startswith("reports_")]
+        inline = [fk for fk in child.foreign_key_constraints if fk not in later]
+        conn.execute(sa.schema.CreateTable(child, include_foreign_key_constraints=inline))
+        for index in child.indexes:
+            conn.execute(sa.schema.CreateIndex(index))
+        self.attachChild(conn, parent, child.name, monday)
+        for fk in later:
+            conn.execute(sa.schema.AddConstraint(fk))
+
+    def detectDistribution(self, conn: sa.Connection) -> str | None:
+        if not self._distributionKnown:
+            self.distributionColumn = citus.DISTRIBUTION_COLUMN if citus.hasCitus(conn) else None
+            self._distributionKnown = True
+        return self.distributionColumn
+
+    _distributionKnown = False
+
+    def afterUpgrade(self, conn: sa.Connection) -> list[str]:
+        if self.detectDistribution(conn) is None:
+            return []
+        return citus.distribute(conn)
+
     def childSizes(
         self, conn: sa.Connection, names: list[str]
     ) -> dict[str, tuple[int | None, int | None]]:
         """Rows are counted exactly in a child of at most ``EXACT_COUNT_BYTES`` (a week never
         analyzed is often one just filled, where an estimate would say nothing), else the
-        planner's estimate, else None (never analyzed: counting would read it whole)."""
+        planner's estimate, else None (never analyzed: counting would read it whole). On
+        Citus the sizes are the shards' on the workers (the coordinator's table is empty)."""
+        size = "citus_" if self.detectDistribution(conn) else "pg_"
         rows = conn.execute(
             sa.text(
-                "SELECT c.relname, c.reltuples::bigint, pg_relation_size(c.oid),"
-                " pg_total_relation_size(c.oid)"
+                f"SELECT c.relname, c.reltuples::bigint, {size}relation_size(c.oid),"
+                f" {size}total_relation_size(c.oid)"
                 " FROM pg_class c WHERE c.relname = ANY(:names)"
                 " AND c.relnamespace = current_schema()::regnamespace"
             ),

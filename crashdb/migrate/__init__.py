@@ -45,4 +45,7 @@ def upgrade(conn: sa.Connection, backend, target: str = "head") -> tuple[str | N
     backend.lockForUpgrade(conn)
     before = currentVersion(conn)
     command.upgrade(alembicConfig(conn), target)
-    return before, currentVersion(conn)
+    after = currentVersion(conn)
+    if after == headVersion():
+        backend.afterUpgrade(conn)
+    return before, after

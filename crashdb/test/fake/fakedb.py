@@ -215,6 +215,8 @@ class TestDataMixin:
                         values["id"] = backend.reserveIds(conn, "reports", 1)[0]
                     monday = weekStart(values["date_processed"])
                     child = childTable(row.table, monday, backend)
+                    if row.table in ("extensions", "plugins_reports") and "uuid" not in values:
+                        values["uuid"] = _reportUuid(conn, backend, monday, values["report_id"])
                     executeInWeek(conn, backend, monday, child.insert().values(values))
                 else:
                     conn.execute(model.metadata.tables[row.table].insert().values(values))
@@ -230,6 +232,14 @@ class TestDataMixin:
                 rows[position].values["id"] = row_id
 
         return self.pool.do(thd).addCallback(remember)
+
+
+def _reportUuid(conn: sa.Connection, backend: Backend, monday: datetime.datetime,
+                report_id: Any) -> str | None:
+    """The uuid of the week's report ``report_id``, which its add-on rows carry too."""
+    reports = childTable("reports", monday, backend)
+    query = sa.select(reports.c.uuid).where(reports.c.id == report_id)
+    return executeInWeek(conn, backend, monday, query).scalar()
 
 
 class _Template:
