@@ -260,7 +260,11 @@ class PostgresBackend(Backend):
         for attempt in range(1, LOCK_ATTEMPTS + 1):
             try:
                 with engine.begin() as conn:
-                    self.detectDistribution(conn)  # before the work builds the week's tables
+                    if self.detectDistribution(conn):  # known before the work builds tables
+                        # a child's foreign key to a reference table needs one connection
+                        # per worker for the whole transaction
+                        conn.exec_driver_sql(
+                            "SET LOCAL citus.multi_shard_modify_mode TO 'sequential'")
                     conn.exec_driver_sql(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT_MS}ms'")
                     conn.execute(sa.select(sa.func.pg_advisory_xact_lock(ADVISORY_NAMESPACE, key)))
                     existing = conn.execute(

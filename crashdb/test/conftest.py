@@ -9,6 +9,7 @@ from crashdb.test.fake.fakedb import FakeDBConnector
 from crashdb.test.util.db import (
     PostgresUnavailable,
     TestDBConnector,
+    citus,
     postgres,
     requirePostgres,
     upgradeUrl,
@@ -18,9 +19,23 @@ from crashdb.test.util.legacy import newEmptyPostgresDatabase
 BACKENDS = ("fake", "sqlite", "postgresql")
 
 
-def _postgresUrl() -> str:
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "citus: the module's db/realdb tests also run on a Citus cluster")
+
+
+def pytest_generate_tests(metafunc):
+    """``db`` and ``realdb`` run each test on every backend; a module marked ``citus`` adds a
+    Citus coordinator with two workers (SPEC 17)."""
+    extra = ("citus",) if metafunc.definition.get_closest_marker("citus") else ()
+    for name, backends in (("db", BACKENDS), ("realdb", BACKENDS[1:])):
+        if name in metafunc.fixturenames:
+            metafunc.parametrize(name, backends + extra, indirect=True)
+
+
+def _postgresUrl(provider=postgres) -> str:
     try:
-        return postgres.newDatabase()
+        return provider.newDatabase()
     except PostgresUnavailable as error:
         if requirePostgres():
             pytest.fail(f"CRASHDB_REQUIRE_PG=1 but {error}")
@@ -65,24 +80,26 @@ def _connector(backend: str, tmp_path):
     else:
         if backend == "postgresql":
             url = _postgresUrl()  # copied from a migrated template
+        elif backend == "citus":
+            url = _postgresUrl(citus)  # the cluster's database, emptied
         else:
             url = f"sqlite:///{tmp_path / 'crashdb.sqlite'}"
             upgradeUrl(url)
         connector = TestDBConnector(url)
-    connector.kind = backend  # "fake", "sqlite" or "postgresql", for tests that differ
+    connector.kind = backend  # "fake", "sqlite", "postgresql" or "citus", for tests that differ
     yield connector
     pytest_twisted.blockon(connector.stop())
     if backend == "postgresql":
         postgres.dropDatabase(url)
 
 
-@pytest.fixture(params=BACKENDS)
+@pytest.fixture
 def db(request, tmp_path):
     """A ready connector (with insertTestData) on the fake, SQLite and PostgreSQL in turn."""
     yield from _connector(request.param, tmp_path)
 
 
-@pytest.fixture(params=BACKENDS[1:])
+@pytest.fixture
 def realdb(request, tmp_path):
     """A ready threaded connector on SQLite and PostgreSQL in turn (not the fake)."""
     yield from _connector(request.param, tmp_path)

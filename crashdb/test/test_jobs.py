@@ -15,6 +15,8 @@ from crashdb.exceptions import AlreadyClaimedError, InvalidInputError, NotClaime
 from crashdb.test.fake import fakedb
 from crashdb.test.util import db as dbutil
 
+pytestmark = pytest.mark.citus  # also on a coordinator with two workers (SPEC 17)
+
 UTC = datetime.UTC
 T0 = datetime.datetime(2012, 10, 16, 12, 0, tzinfo=UTC)
 MINUTE = datetime.timedelta(minutes=1)

@@ -11,6 +11,8 @@ from crashdb.exceptions import InvalidInputError
 from crashdb.partitions import partitionName, weekStart
 from crashdb.test.fake import fakedb
 
+pytestmark = pytest.mark.citus  # also on a coordinator with two workers (SPEC 17)
+
 UTC = datetime.UTC
 
 

@@ -9,6 +9,8 @@ import pytest_twisted
 
 from crashdb.exceptions import InvalidInputError
 
+pytestmark = pytest.mark.citus  # also on a coordinator with two workers (SPEC 17)
+
 UTC = datetime.UTC
 MONDAY = datetime.datetime(2013, 8, 5, tzinfo=UTC)
 

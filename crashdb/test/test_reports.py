@@ -11,6 +11,8 @@ import sqlalchemy as sa
 from crashdb import model
 from crashdb.exceptions import InvalidInputError
 
+pytestmark = pytest.mark.citus  # also on a coordinator with two workers (SPEC 17)
+
 UTC = datetime.UTC
 TUESDAY = datetime.datetime(2012, 10, 16, 10, 30, tzinfo=UTC)
 NEXT_WEEK = TUESDAY + datetime.timedelta(days=7)

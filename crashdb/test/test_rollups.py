@@ -5,12 +5,15 @@ from __future__ import annotations
 import datetime
 import random
 
+import pytest
 import pytest_twisted
 
 from crashdb.rollups import ROLLUPS
 from crashdb.test.test_signatures import bruteLifecycles, readLifecycles
 from crashdb.test.test_tcbs import FIRST_DAY, bruteForceDay, readTcbs
 from crashdb.test.test_tcbs import randomReports as randomTcbsReports
+
+pytestmark = pytest.mark.citus  # also on a coordinator with two workers (SPEC 17)
 
 DAY = datetime.timedelta(days=1)
 

@@ -18,6 +18,8 @@ from crashdb.exceptions import InvalidInputError
 from crashdb.partitions import WEEK, weekStart
 from crashdb.test.fake import fakedb
 
+pytestmark = pytest.mark.citus  # also on a coordinator with two workers (SPEC 17)
+
 UTC = datetime.UTC
 DAY = datetime.timedelta(days=1)
 MONDAY = datetime.datetime(2012, 10, 15, tzinfo=UTC)  # weeks 20121008, 20121015, 20121022 used

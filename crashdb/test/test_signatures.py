@@ -14,6 +14,8 @@ from crashdb.exceptions import InvalidInputError
 from crashdb.signatures import FACETS
 from crashdb.test.fake import fakedb
 
+pytestmark = pytest.mark.citus  # also on a coordinator with two workers (SPEC 17)
+
 UTC = datetime.UTC
 DAY = datetime.timedelta(days=1)
 # ten days from a Thursday: three weekly partitions

@@ -14,6 +14,8 @@ from twisted.internet import defer
 from crashdb.exceptions import InvalidInputError
 from crashdb.test.fake import fakedb
 
+pytestmark = pytest.mark.citus  # also on a coordinator with two workers (SPEC 17)
+
 UTC = datetime.UTC
 DAY = datetime.timedelta(days=1)
 # a Sunday and the Monday after it: the days straddle a week (partition) boundary

@@ -46,6 +46,8 @@ class CitusCluster:
 
     def __init__(self, directory: str | None = None, workers: int = 2) -> None:
         self.directory = os.path.abspath(directory or tempfile.mkdtemp(prefix="crashdb-citus-"))
+        os.makedirs(self.directory, exist_ok=True)
+        os.chmod(self.directory, 0o755)  # the nodes' own directories are the server user's
         self.nodes = [PostgresServer(os.path.join(self.directory, name))
                       for name in ["coordinator"] + [f"worker{i}" for i in range(1, workers + 1)]]
         for node in self.nodes:

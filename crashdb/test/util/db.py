@@ -120,3 +120,83 @@ postgres = _PostgresProvider()
 def requirePostgres() -> bool:
     """True when PostgreSQL tests must run (CI), so that unavailability fails instead."""
     return os.environ.get("CRASHDB_REQUIRE_PG") == "1"
+
+
+class _CitusProvider:
+    """Hands out the test Citus cluster's one database (a coordinator and two workers started
+    once per test run, ``crashdb.test.util.citus``), migrated once and emptied for each test:
+    Citus keeps its node list per database, so a new database per test would cost seconds."""
+
+    #: the tables emptied between tests (the crash data goes with its weeks)
+    KEPT = ("alembic_version",)
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._cluster = None
+        self._url: str | None = None
+        self._failure: str | None = None
+
+    def _start(self) -> str:
+        from crashdb.test.util.citus import CitusCluster, citusInstalled
+
+        if not citusInstalled():
+            raise PostgresUnavailable("Citus is not installed (run ../shared/citus/build.sh)")
+        cluster = CitusCluster()
+        atexit.register(cluster.cleanup)
+        try:
+            cluster.start()
+        except Exception as error:
+            raise PostgresUnavailable(f"cannot start a Citus cluster: {error}") from error
+        self._cluster = cluster
+        upgradeUrl(cluster.url)
+        return cluster.url
+
+    def newDatabase(self) -> str:
+        """The URL of the cluster's migrated database, emptied: no weeks, no rows, every id
+        sequence restarted."""
+        with self._lock:
+            if self._failure is not None:
+                raise PostgresUnavailable(self._failure)
+            try:
+                if self._url is None:
+                    self._url = self._start()
+            except PostgresUnavailable as error:
+                self._failure = str(error)
+                raise
+            self.empty(self._url)
+            return self._url
+
+    def empty(self, url: str) -> None:
+        engine = sa.create_engine(sa.make_url(url).set(drivername="postgresql+psycopg2"),
+                                  poolclass=sa.pool.NullPool)
+        try:
+            with engine.begin() as conn:
+                children = conn.exec_driver_sql(
+                    "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
+                    " JOIN pg_class p ON p.oid = i.inhparent"
+                    " WHERE p.relnamespace = current_schema()::regnamespace"
+                    " ORDER BY p.relname = 'reports'").scalars().all()
+                if children:
+                    conn.exec_driver_sql(
+                        "DROP TABLE " + ", ".join(f'"{name}"' for name in children))
+                tables = [t.name for t in migrate_tables() if t.name not in self.KEPT]
+                conn.exec_driver_sql("TRUNCATE " + ", ".join(f'"{name}"' for name in tables)
+                                     + " CASCADE")
+                for (sequence,) in conn.exec_driver_sql(
+                        "SELECT sequencename FROM pg_sequences"
+                        " WHERE schemaname = current_schema()"):
+                    conn.execute(sa.text("SELECT setval(:s, 1, false)"), {"s": sequence})
+        finally:
+            engine.dispose()
+
+    def dropDatabase(self, url: str) -> None:
+        """Nothing: the next test empties the shared database."""
+
+
+def migrate_tables() -> list[sa.Table]:
+    from crashdb import model
+
+    return model.tablesFor("postgresql")
+
+
+citus = _CitusProvider()
