@@ -120,10 +120,10 @@ def copyIntoCrashdb(source: str, target: str) -> tuple[int, float]:
         (f"COPY (SELECT id, {columns} FROM reports WHERE id IN ({WINNERS}) ORDER BY id) TO STDOUT",
          f"COPY reports (id, {columns}) FROM STDIN"),
         ("COPY (SELECT e.report_id, r.date_processed, e.extension_key, e.extension_id,"
-         " e.extension_version FROM extensions e JOIN reports r ON r.id = e.report_id"
+         " e.extension_version, r.uuid FROM extensions e JOIN reports r ON r.id = e.report_id"
          f" WHERE r.id IN ({WINNERS}) ORDER BY e.report_id, e.extension_key) TO STDOUT",
          "COPY extensions (report_id, date_processed, extension_key, extension_id,"
-         " extension_version) FROM STDIN"),
+         " extension_version, uuid) FROM STDIN"),
     )
     targetEngine = sa.create_engine(target, connect_args={"options": "-c timezone=UTC"})
     rows = 0

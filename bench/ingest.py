@@ -206,7 +206,7 @@ class CopyContender(Contender):
                     for report in chunk]
             extensions = [
                 (row[0], report["date_processed"], key, extension["extension_id"],
-                 extension["extension_version"])
+                 extension["extension_version"], report["uuid"])
                 for report, row in zip(chunk, rows)
                 for key, extension in enumerate(report.get("extensions", ()))
             ]

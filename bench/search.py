@@ -51,7 +51,7 @@ REPORT_COLUMNS = ("id", "uuid", "date_processed", "client_crash_date", "install_
                   "version", "build", "signature", "uptime", "os_name", "os_version", "reason",
                   "hangid", "process_type", "release_channel", "cpu_name")
 EXTENSION_COLUMNS = ("report_id", "date_processed", "extension_key", "extension_id",
-                     "extension_version")
+                     "extension_version", "uuid")
 RAW_COLUMNS = ("uuid", "date_processed", "raw_crash")
 
 
@@ -85,7 +85,7 @@ def weekRows(rng: random.Random, monday: datetime.datetime, count: int, first_id
             "plugin" if rng.random() < 0.1 else None, rng.choice(CHANNELS), "x86"))
         for key in range(report_id % 4):
             extension = f"ext-{int(rng.random() ** 2 * 200)}@example.com"
-            extensions.append((report_id, when, key, extension, "1.0"))
+            extensions.append((report_id, when, key, extension, "1.0", uuid))
         adapter = weighted(rng, ADAPTERS)
         raws.append((uuid, when, {
             "ProductName": product, "Version": version, "BuildID": build, "Vendor": "Mozilla",

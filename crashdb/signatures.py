@@ -128,7 +128,9 @@ class SignaturesConnectorComponent(DBConnectorComponent):
             # a row the day does not change is not rewritten: hourly re-runs write little
             where=sa.or_(earlier, smaller, later),
         )
-        return conn.execute(insert).rowcount
+        # counted from RETURNING: Citus's rowcount of an INSERT ... SELECT into a reference
+        # table is the rows selected, not those the conflict clause let through
+        return len(conn.execute(insert.returning(sa.literal(1))).all())
 
     # -- lifecycle reads --
 
