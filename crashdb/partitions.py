@@ -109,16 +109,20 @@ def _newChildTable(
         return metadata.tables[name]
     spec = model.CHILD_SPECS[parent]
     parentTable = model.metadata.tables[parent]
-    columns = [_childColumn(parentTable, c, spec, backend) for c in parentTable.c]
     extra = backend.distributionColumn
     key = spec.primary_key
     if extra and extra not in key:
         key = (*key, extra)
+    columns = [_childColumn(parentTable, c, spec, backend, c.name in key) for c in parentTable.c]
     constraints: list[Any] = [
         sa.PrimaryKeyConstraint(*key, name=f"{name}_pkey"),
         sa.CheckConstraint(backend.weekCheck(monday), name=f"{name}_date_check"),
     ]
     for fk in spec.foreign_keys:
+        if extra and fk.target is not None:
+            # On Citus a foreign key from a distributed table to a reference table runs every
+            # transaction writing both over one connection per worker: no parallel COPY
+            continue
         target = fk.target or partitionName("reports", monday)
         pairs = [(fk.column, fk.target_column)]
         if extra and fk.target is None:  # co-located: the report's row on the same shard
@@ -138,13 +142,14 @@ def _newChildTable(
 
 
 def _childColumn(parent: sa.Table, column: sa.Column, spec: model.ChildSpec,
-                 backend: Backend) -> sa.Column:
-    """A child's copy of the parent's ``column``. The shared id is never SERIAL (a sequence of
-    the child's own): it draws from the parent's counter, as the backend keeps it
-    (``Backend.sharedIdDefault``)."""
+                 backend: Backend, keyed: bool) -> sa.Column:
+    """A child's copy of the parent's ``column`` (not null when ``keyed``, part of the primary
+    key). The shared id is never SERIAL (a sequence of the child's own): it draws from the
+    parent's counter, as the backend keeps it (``Backend.sharedIdDefault``)."""
+    nullable = column.nullable and not keyed
     if column.name != spec.shared_id:
-        return sa.Column(column.name, column.type, nullable=column.nullable)
-    return sa.Column(column.name, column.type, nullable=column.nullable, autoincrement=False,
+        return sa.Column(column.name, column.type, nullable=nullable)
+    return sa.Column(column.name, column.type, nullable=nullable, autoincrement=False,
                      **backend.sharedIdDefault(parent, column))
 
 
@@ -169,7 +174,8 @@ def createWeek(engine: sa.Engine, backend: Backend, monday: datetime.datetime) -
         created = []
         for parent, child in zip(model.PARTITIONED_TABLES, weekTables(monday, backend)):
             if child.name not in existing:
-                backend.createChild(conn, parent, child, monday)
+                child.create(conn)
+                backend.attachChild(conn, parent, child.name, monday)
                 created.append(child.name)
         return created
 

@@ -239,13 +239,6 @@ class Backend(abc.ABC):
         """Undo ``attachChild`` before ``child`` is dropped."""
         return None
 
-    def createChild(
-        self, conn: sa.Connection, parent: str, child: sa.Table, monday: datetime.datetime
-    ) -> None:
-        """Create the weekly ``child`` of ``parent`` and attach it."""
-        child.create(conn)
-        self.attachChild(conn, parent, child.name, monday)
-
     def detectDistribution(self, conn: sa.Connection) -> str | None:
         """``distributionColumn``, learnt from the database behind ``conn`` if not yet known."""
         return None

@@ -132,7 +132,12 @@ class PostgresBackend(Backend):
         return getattr(error.orig, "pgcode", None) == "42P01"
 
     def isUniqueViolation(self, error: sa.exc.DBAPIError) -> bool:
-        return getattr(error.orig, "pgcode", None) == "23505"
+        code = getattr(error.orig, "pgcode", None)
+        if code == "23505":
+            return True
+        # Citus passes a worker's violation during a COPY on as an internal error
+        return (code == "XX000" and self.distributionColumn is not None
+                and str(error.orig).startswith("duplicate key value violates unique constraint"))
 
     def isMissingPartition(self, error: sa.exc.DBAPIError) -> bool:
         if self.isMissingTable(error):
@@ -260,11 +265,7 @@ class PostgresBackend(Backend):
         for attempt in range(1, LOCK_ATTEMPTS + 1):
             try:
                 with engine.begin() as conn:
-                    if self.detectDistribution(conn):  # known before the work builds tables
-                        # a child's foreign key to a reference table needs one connection
-                        # per worker for the whole transaction
-                        conn.exec_driver_sql(
-                            "SET LOCAL citus.multi_shard_modify_mode TO 'sequential'")
+                    self.detectDistribution(conn)  # known before the work builds tables
                     conn.exec_driver_sql(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT_MS}ms'")
                     conn.execute(sa.select(sa.func.pg_advisory_xact_lock(ADVISORY_NAMESPACE, key)))
                     existing = conn.execute(
@@ -295,24 +296,6 @@ class PostgresBackend(Backend):
 
     def detachChild(self, conn: sa.Connection, parent: str, child: str) -> None:
         conn.exec_driver_sql(f'ALTER TABLE "{parent}" DETACH PARTITION "{child}"')
-
-    def createChild(
-        self, conn: sa.Connection, parent: str, child: sa.Table, monday: datetime.datetime
-    ) -> None:
-        """On Citus a child's foreign keys to reference tables (``plugins``) are added once it
-        is attached, and so distributed: Citus would otherwise turn the new, local child into
-        a table of its own kind, which cannot then be attached."""
-        if self.distributionColumn is None:
-            return super().createChild(conn, parent, child, monday)
-        later = [fk for fk in child.foreign_key_constraints
-                 if not fk.referred_table.name.startswith("reports_")]
-        inline = [fk for fk in child.foreign_key_constraints if fk not in later]
-        conn.execute(sa.schema.CreateTable(child, include_foreign_key_constraints=inline))
-        for index in child.indexes:
-            conn.execute(sa.schema.CreateIndex(index))
-        self.attachChild(conn, parent, child.name, monday)
-        for fk in later:
-            conn.execute(sa.schema.AddConstraint(fk))
 
     def detectDistribution(self, conn: sa.Connection) -> str | None:
         if not self._distributionKnown:

@@ -66,6 +66,8 @@ def dbUrl(request, tmp_path):
         url = _postgresUrl()
         yield url
         postgres.dropDatabase(url)
+    elif backend == "citus":
+        yield _postgresUrl(citus)  # the cluster's one database, emptied
     else:
         url = f"sqlite:///{tmp_path / 'crashdb.sqlite'}"
         upgradeUrl(url)

@@ -137,7 +137,7 @@ def result(d):
     return out[0]
 
 
-@pytest.mark.parametrize("dbUrl", ["postgresql"], indirect=True)
+@pytest.mark.parametrize("dbUrl", ["postgresql", "citus"], indirect=True)
 def test_four_processes_drain_the_queue_without_claiming_a_job_twice(dbUrl):
     engine = sa.create_engine(dbUrl)
     try:
@@ -165,7 +165,7 @@ def test_four_processes_drain_the_queue_without_claiming_a_job_twice(dbUrl):
         engine.dispose()
 
 
-@pytest.mark.parametrize("dbUrl", ["postgresql"], indirect=True)
+@pytest.mark.parametrize("dbUrl", ["postgresql", "citus"], indirect=True)
 def test_jobs_of_a_processor_killed_mid_batch_are_finished_after_expiry(dbUrl):
     engine = sa.create_engine(dbUrl)
     db = DBConnector(dbUrl)

@@ -20,6 +20,8 @@ from crashdb.pool import MAX_REPAIRS
 from crashdb.reports import BULK_MIN_ROWS, REPORT_FIELDS
 from crashdb.test.util import faults
 
+pytestmark = pytest.mark.citus  # also on a coordinator with two workers (SPEC 17)
+
 UTC = datetime.UTC
 TUESDAY = datetime.datetime(2012, 10, 16, 10, 30, tzinfo=UTC)
 TOKYO = datetime.timezone(datetime.timedelta(hours=9))

@@ -14,6 +14,8 @@ from crashdb import model
 from crashdb.exceptions import InvalidInputError
 from crashdb.test.fake import fakedb
 
+pytestmark = pytest.mark.citus  # also on a coordinator with two workers (SPEC 17)
+
 UTC = datetime.UTC
 T0 = datetime.datetime(2012, 10, 16, 12, 0, tzinfo=UTC)
 MINUTE = datetime.timedelta(minutes=1)

@@ -41,7 +41,7 @@ def differences(conn: sa.Connection, extra_tables=()) -> list:
     return compare_metadata(context, expected)
 
 
-@pytest.mark.parametrize("dbUrl", ["sqlite", "postgresql"], indirect=True)
+@pytest.mark.parametrize("dbUrl", ["sqlite", "postgresql", "citus"], indirect=True)
 def test_upgraded_database_matches_the_model(dbUrl):
     engine, backend, _ = createEngine(dbUrl)
     try:

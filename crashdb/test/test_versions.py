@@ -13,6 +13,8 @@ from crashdb import model
 from crashdb.exceptions import InvalidInputError
 from crashdb.test.fake import fakedb
 
+pytestmark = pytest.mark.citus  # also on a coordinator with two workers (SPEC 17)
+
 
 @pytest_twisted.inlineCallbacks
 def test_add_product_version_is_find_or_create(db):

@@ -148,8 +148,9 @@ class _CitusProvider:
         except Exception as error:
             raise PostgresUnavailable(f"cannot start a Citus cluster: {error}") from error
         self._cluster = cluster
-        upgradeUrl(cluster.url)
-        return cluster.url
+        url = sa.make_url(cluster.url).set(drivername="postgresql+psycopg2")
+        upgradeUrl(url.render_as_string(hide_password=False))
+        return url.render_as_string(hide_password=False)
 
     def newDatabase(self) -> str:
         """The URL of the cluster's migrated database, emptied: no weeks, no rows, every id
