@@ -28,8 +28,11 @@ def pytest_generate_tests(metafunc):
     """``db`` and ``realdb`` run each test on every backend; a module marked ``citus`` adds a
     Citus coordinator with two workers (SPEC 17)."""
     extra = ("citus",) if metafunc.definition.get_closest_marker("citus") else ()
+    given = {name.strip() for marker in metafunc.definition.iter_markers("parametrize")
+             for name in (marker.args[0].split(",") if isinstance(marker.args[0], str)
+                          else marker.args[0])}
     for name, backends in (("db", BACKENDS), ("realdb", BACKENDS[1:])):
-        if name in metafunc.fixturenames:
+        if name in metafunc.fixturenames and name not in given:  # unless the test chose
             metafunc.parametrize(name, backends + extra, indirect=True)
 
 

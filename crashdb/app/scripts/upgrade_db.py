@@ -15,17 +15,22 @@ def addArguments(parser: argparse.ArgumentParser) -> None:
     addDbArgument(parser)
 
 
-async def upgrade(reactor, url: str | None) -> tuple[str | None, str | None]:
+async def upgrade(reactor, url: str | None) -> tuple[str | None, str | None, str | None]:
+    """(version before, version after, the column the crash data is distributed on or None)."""
     db = DBConnector(url, reactor=reactor)
     try:
         await db.setup(check_version=False)
-        return await db.model.upgrade()
+        before, after = await db.model.upgrade()
+        return before, after, db.backend.distributionColumn
     finally:
         await db.stop()
 
 
 def run(args: argparse.Namespace) -> int:
-    before, after = runDeferred(upgrade, args.db)
+    before, after, distribution = runDeferred(upgrade, args.db)
     print(f"schema version before: {before or 'none (empty database)'}")
     print(f"schema version after:  {after}")
+    if distribution:
+        print(f"Citus: crash data distributed on {distribution}; look-up and rollup tables are "
+              "reference tables, jobs stays on the coordinator")
     return 0

@@ -70,14 +70,27 @@ class CitusCluster:
         for node in self.nodes:
             node.start()
         if fresh:
-            for node in self.nodes:
-                _execute(node.url, f'CREATE DATABASE "{DATABASE}"')
-                _execute(node.databaseUrl(DATABASE), "CREATE EXTENSION citus")
-            _execute(self.url, f"ALTER DATABASE {DATABASE} SET citus.shard_count = {SHARD_COUNT}")
-            _execute(self.url, "SELECT citus_set_coordinator_host('127.0.0.1', "
-                               f"{self.coordinator.port})")
-            for worker in self.nodes[1:]:
-                _execute(self.url, f"SELECT citus_add_node('127.0.0.1', {worker.port})")
+            self.createDatabase(DATABASE)
+
+    def createDatabase(self, name: str, citus: bool = True) -> str:
+        """Create database ``name`` on every node and, if ``citus``, make it the cluster's (see
+        ``addCitus``); the coordinator's URL of it."""
+        for node in self.nodes:
+            _execute(node.url, f'CREATE DATABASE "{name}"')
+        if citus:
+            self.addCitus(name)
+        return self.coordinator.databaseUrl(name)
+
+    def addCitus(self, name: str) -> None:
+        """What an operator does to make database ``name`` a Citus cluster's: the extension on
+        every node, then the coordinator registers itself and adds the workers."""
+        url = self.coordinator.databaseUrl(name)
+        for node in self.nodes:
+            _execute(node.databaseUrl(name), "CREATE EXTENSION citus")
+        _execute(url, f'ALTER DATABASE "{name}" SET citus.shard_count = {SHARD_COUNT}')
+        _execute(url, f"SELECT citus_set_coordinator_host('127.0.0.1', {self.coordinator.port})")
+        for worker in self.nodes[1:]:
+            _execute(url, f"SELECT citus_add_node('127.0.0.1', {worker.port})")
 
     def stop(self) -> None:
         for node in reversed(self.nodes):

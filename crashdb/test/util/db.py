@@ -193,6 +193,11 @@ class _CitusProvider:
     def dropDatabase(self, url: str) -> None:
         """Nothing: the next test empties the shared database."""
 
+    def cluster(self):
+        """The running test cluster (started if need be), for tests of a database of their own."""
+        self.newDatabase()
+        return self._cluster
+
 
 def migrate_tables() -> list[sa.Table]:
     from crashdb import model
