@@ -59,7 +59,8 @@ def test_upgrade_fills_each_add_on_with_its_reports_uuid(emptyUrl, modelBefore00
         with engine.connect() as conn:
             extensions = conn.execute(sa.text(
                 "SELECT report_id, uuid FROM extensions_20121015 ORDER BY report_id")).all()
-            plugins = conn.execute(sa.text("SELECT report_id, uuid FROM plugins_reports_20121015")).all()
+            plugins = conn.execute(sa.text(
+                "SELECT report_id, uuid FROM plugins_reports_20121015")).all()
             assert [tuple(row) for row in extensions] == [(7, "u-seven"), (8, "u-eight")]
             assert [tuple(row) for row in plugins] == [(8, "u-eight")]
             assert differences(conn, partitions.weekTables(WEEK, backend)) == []
