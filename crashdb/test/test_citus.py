@@ -87,6 +87,9 @@ def test_weeks_are_distributed_with_their_parents_on_every_worker(db):
                           " JOIN pg_dist_shard s USING (shardid)"
                           " WHERE s.logicalrelid = 'reports_20121015'::regclass")
     assert len(workers) == 2
+    yield db.reports.addReports([{"uuid": f"u{n}", "date_processed": MONDAY} for n in range(3)])
+    sizes = yield db.partitions.getPartitionSizes()  # crashdb partitions list: the shards'
+    assert sizes["reports_20121015"][0] == 3 and sizes["reports_20121015"][1] > 0
     dropped = yield db.partitions.dropWeeksBefore(MONDAY + datetime.timedelta(days=7))
     assert sorted(dropped) == sorted(created)
     assert not set(created) & set(_kinds(url))
