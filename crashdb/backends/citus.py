@@ -22,13 +22,12 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from crashdb import model
+from crashdb.exceptions import CrashDBError
 
 #: the crash-data tables' distribution column
 DISTRIBUTION_COLUMN = "uuid"
 #: kept on the coordinator, out of the shards
 LOCAL_TABLES = ("jobs",)
-#: never distributed: Alembic's bookkeeping, read by the coordinator only
-UNMANAGED_TABLES = ("alembic_version",)
 
 
 def hasCitus(conn: sa.Connection) -> bool:
@@ -54,8 +53,6 @@ def distribute(conn: sa.Connection) -> list[str]:
         " WHERE p.relname = 'reports' AND p.relnamespace = current_schema()::regnamespace"
     ).scalar_one()
     if "reports" not in done and weeks:
-        from crashdb.exceptions import CrashDBError
-
         raise CrashDBError(
             "this database already holds weeks of crash data: crashdb distributes a database "
             "before its first week; load the data into a new distributed database instead "

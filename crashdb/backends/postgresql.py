@@ -136,8 +136,8 @@ class PostgresBackend(Backend):
         if code == "23505":
             return True
         # Citus passes a worker's violation during a COPY on as an internal error
-        return (code == "XX000" and self.distributionColumn is not None
-                and str(error.orig).startswith("duplicate key value violates unique constraint"))
+        return code == "XX000" and str(error.orig).startswith(
+            "duplicate key value violates unique constraint")
 
     def isMissingPartition(self, error: sa.exc.DBAPIError) -> bool:
         if self.isMissingTable(error):
