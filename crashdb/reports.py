@@ -143,6 +143,20 @@ def _sample(uuids: list[str]) -> list[str]:
     return list({uuids[0], uuids[len(uuids) // 2], uuids[-1]})
 
 
+def _unstored(weeks: dict[datetime.datetime, dict[str, tuple[int, dict]]],
+              known: dict[datetime.datetime, dict]) -> dict[datetime.datetime, dict]:
+    """The members of ``weeks`` whose uuid ``known`` does not hold; those it holds are
+    validated, since they are not written (so not checked on the way)."""
+    new: dict[datetime.datetime, dict[str, tuple[int, dict]]] = {}
+    for monday, members in weeks.items():
+        for uuid, (index, report) in members.items():
+            if uuid in known[monday]:
+                validateReport(report, index)
+            else:
+                new.setdefault(monday, {})[uuid] = (index, report)
+    return new
+
+
 @contextlib.contextmanager
 def _inBatch(backend: Backend, weeks: Iterable[datetime.datetime]) -> Iterator[None]:
     """Writes of a batch spanning ``weeks``: a missing partition becomes the repair signal,
@@ -324,13 +338,7 @@ class ReportsConnectorComponent(DBConnectorComponent):
                 members[uuid] = (index, report)
             placed.append((monday, uuid))
         known = self._storedUuids(conn, weeks)
-        new: dict[datetime.datetime, dict[str, tuple[int, dict]]] = {}
-        for monday, members in weeks.items():
-            for uuid, (index, report) in members.items():
-                if uuid in known[monday]:
-                    validateReport(report, index)  # not written, so not checked on the way
-                else:
-                    new.setdefault(monday, {})[uuid] = (index, report)
+        new = _unstored(weeks, known) if any(known.values()) else weeks
         count = sum(map(len, new.values()))
         reserved = iter(backend.reserveIds(conn, "reports", count))
         assigned = {monday: dict(zip(members, reserved)) for monday, members in new.items()}
