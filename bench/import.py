@@ -57,27 +57,75 @@ def _cpuSeconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def runRounds(admin: str, source: str, rounds: int, batch_size: int) -> list[dict]:
+def dataDirectory(admin: str) -> str | None:
+    """The server's data directory if it is on this machine (its CPU is measured then)."""
+    engine = sa.create_engine(sa.make_url(admin).set(drivername="postgresql+psycopg2"))
+    try:
+        with engine.connect() as conn:
+            directory = conn.exec_driver_sql("SHOW data_directory").scalar()
+    except sa.exc.DBAPIError:  # not allowed to see it
+        return None
+    finally:
+        engine.dispose()
+    return directory if os.path.exists(os.path.join(directory, "postmaster.pid")) else None
+
+
+def serverCpu(pgdata: str | None) -> float | None:
+    """CPU seconds the PostgreSQL server whose data directory is ``pgdata`` has used so far:
+    the postmaster, its ended children (reaped into it) and its live ones; None unless the
+    server is local and ``/proc`` shows it (Linux)."""
+    if pgdata is None:
+        return None
+    try:
+        with open(os.path.join(pgdata, "postmaster.pid")) as pidFile:
+            postmaster = int(pidFile.readline())
+        ticks = os.sysconf("SC_CLK_TCK")
+        total = 0
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry}/stat") as stat:
+                    fields = stat.read().rpartition(")")[2].split()
+            except OSError:  # ended meanwhile: reaped into the postmaster's children's time
+                continue
+            if int(entry) == postmaster:
+                total += sum(map(int, fields[11:15]))  # its own and its reaped children's
+            elif int(fields[1]) == postmaster:
+                total += int(fields[11]) + int(fields[12])
+        return total / ticks
+    except (OSError, ValueError):
+        return None
+
+
+def runRounds(admin: str, source: str, rounds: int, batch_size: int,
+              pgdata: str | None) -> list[dict]:
     """``rounds`` times: the baseline COPY into fresh crashdb tables, then an import into a
     fresh crashdb database, then (first round only) the import again over it, which finds
-    everything stored. One reactor run for all: a Twisted reactor cannot be restarted."""
+    everything stored. The server's CPU seconds of the COPY and of the import are measured when
+its data directory ``pgdata`` is local. One reactor run for all: a Twisted reactor cannot be
+restarted."""
 
     async def main(reactor):
         results = []
         for number in range(rounds):
-            same, sameSeconds = copyIntoCrashdb(source, freshDatabase(admin, "crashdb_bench_same"))
+            same, sameSeconds, copyServer = copyIntoCrashdb(
+                source, freshDatabase(admin, "crashdb_bench_same"), pgdata)
             target = freshDatabase(admin, "crashdb_bench_import")
             load = os.getloadavg()[0]
             db = DBConnector(target, reactor=reactor)
             try:
                 await db.setup()
                 await db.versions.loadVersionMap(VERSION_MAP)
-                cpu, started = _cpuSeconds(), time.perf_counter()
+                server, cpu, started = serverCpu(pgdata), _cpuSeconds(), time.perf_counter()
                 summary = await LegacyImporter(db, source, batch_size=batch_size,
                                                reactor=reactor).run()
                 seconds, cpu = time.perf_counter() - started, _cpuSeconds() - cpu
+                server = None if server is None else serverCpu(pgdata) - server
                 assert summary.balanced and same == summary.written, (same, summary)
-                result = {"copy": sameSeconds, "import": seconds, "summary": summary}
+                result = {"copy": sameSeconds, "import": seconds, "summary": summary,
+                          "cpuRatio": None if server is None or copyServer is None
+                          else copyServer / (server + cpu)}
                 if number == 0:
                     started = time.perf_counter()
                     rerun = await LegacyImporter(db, source, batch_size=batch_size,
@@ -87,8 +135,11 @@ def runRounds(admin: str, source: str, rounds: int, batch_size: int) -> list[dic
             finally:
                 await db.stop()
             print(f"round {number + 1}: load average {load:.1f}; COPY {sameSeconds:.2f}s; "
-                  f"import {seconds:.2f}s ({cpu:.2f}s of CPU in this process) = "
-                  f"{sameSeconds / seconds:.2f}x", flush=True)
+                  f"import {seconds:.2f}s = {sameSeconds / seconds:.2f}x; CPU seconds: "
+                  + (f"COPY {copyServer:.2f} (server), " if copyServer is not None else "")
+                  + f"import {cpu:.2f} (here)"
+                  + (f" + {server:.2f} (server) = {result['cpuRatio']:.2f}x"
+                     if result["cpuRatio"] is not None else ""), flush=True)
             results.append(result)
         return results
 
@@ -126,9 +177,11 @@ def copyRows(source: str, target: str) -> tuple[int, float]:
 WINNERS = "SELECT max(id) FROM reports GROUP BY uuid"
 
 
-def copyIntoCrashdb(source: str, target: str) -> tuple[int, float]:
+def copyIntoCrashdb(source: str, target: str, pgdata: str | None = None
+                    ) -> tuple[int, float, float | None]:
     """COPY the rows the import writes from ``source`` into crashdb's tables at ``target`` (a
-    migrated database), the weeks made beforehand; (reports, seconds)."""
+    migrated database), the weeks made beforehand; (reports, seconds, the server's CPU seconds
+    if ``pgdata`` is given and local)."""
     from crashdb import partitions
     from crashdb.backends import createEngine
 
@@ -154,6 +207,7 @@ def copyIntoCrashdb(source: str, target: str) -> tuple[int, float]:
     )
     targetEngine = sa.create_engine(target, connect_args={"options": "-c timezone=UTC"})
     rows = 0
+    server = serverCpu(pgdata)
     started = time.perf_counter()
     try:
         with sourceEngine.connect() as reading, targetEngine.begin() as writing:
@@ -169,7 +223,8 @@ def copyIntoCrashdb(source: str, target: str) -> tuple[int, float]:
     finally:
         sourceEngine.dispose()
         targetEngine.dispose()
-    return rows, elapsed
+    used = serverCpu(pgdata)
+    return rows, elapsed, None if used is None or server is None else used - server
 
 
 def main() -> int:
@@ -182,6 +237,7 @@ def main() -> int:
                         help="rounds of baseline then import; the ratio is their median (3)")
     args = parser.parse_args()
     with postgresUrl(args.db) as admin:
+        pgdata = dataDirectory(admin)
         source = emptyDatabase(admin, "crashdb_bench_legacy")
         started = time.perf_counter()
         writeLegacy(source, generateReports(args.rows))
@@ -192,7 +248,7 @@ def main() -> int:
 
         copied, copySeconds = copyRows(source, emptyDatabase(admin, "crashdb_bench_copy"))
         assert copied == args.rows, copied
-        rounds = runRounds(admin, source, args.rounds, args.batch_size)
+        rounds = runRounds(admin, source, args.rounds, args.batch_size, pgdata)
 
     # rates in legacy rows read per second: the baselines move the same rows' bytes
     first = rounds[0]
@@ -216,6 +272,11 @@ def main() -> int:
     print(f"import-legacy runs at {statistics.median(ratios):.2f} of the rate of COPY into the "
           f"same tables, the median of the rounds' ({', '.join(f'{r:.2f}' for r in ratios)});"
           " goal: 0.5")
+    cpuRatios = sorted(r["cpuRatio"] for r in rounds if r["cpuRatio"] is not None)
+    if cpuRatios:
+        print(f"CPU seconds of COPY / CPU seconds of the import (client and server), what the "
+              f"ratio tends to when no core is free: median {statistics.median(cpuRatios):.2f} "
+              f"({', '.join(f'{r:.2f}' for r in cpuRatios)})")
     return 0
 
 
