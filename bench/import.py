@@ -1,18 +1,23 @@
 """Legacy import benchmark: rows/s of ``crashdb import-legacy`` against COPY of the same rows.
 
-Run as ``python bench/import.py [--db POSTGRES_URL] [--rows 200000] [--batch-size N]`` (a
-throwaway PostgreSQL otherwise). A legacy PostgreSQL database of ``--rows`` reports (about 1.5
-extensions each, one row in 100 a duplicate uuid, versions in several spellings) is imported
-into a fresh crashdb database on the same server. The baseline is a bare ``COPY ... TO
-STDOUT`` / ``COPY ... FROM STDIN`` of the same rows into the same tables: the rows the import
-writes (each uuid's latest row, with its extensions given their report's ``date_processed``)
-into crashdb's partitioned ``reports`` and ``extensions`` of a fresh crashdb database whose
-weeks exist, so that the server maintains the same indexes and checks the same keys. It is
-what moving the bytes costs, with none of the import's work (reading in key order,
-consolidation, version mapping, validation, routing to weeks in Python, ids). A second
-baseline copies the legacy rows into the legacy schema (two indexes on reports instead of
-nine), the comparison of earlier versions of this benchmark. A second import over the finished
-one measures what resuming costs.
+Run as ``python bench/import.py [--db POSTGRES_URL] [--rows 200000] [--batch-size N]
+[--rounds 3]`` (a throwaway PostgreSQL otherwise). A legacy PostgreSQL database of ``--rows``
+reports (about 1.5 extensions each, one row in 100 a duplicate uuid, versions in several
+spellings) is imported into a fresh crashdb database on the same server. The baseline is a bare
+``COPY ... TO STDOUT`` / ``COPY ... FROM STDIN`` of the same rows into the same tables: the rows
+the import writes (each uuid's latest row, with its extensions given their report's
+``date_processed``) into crashdb's partitioned ``reports`` and ``extensions`` of a fresh crashdb
+database whose weeks exist, so that the server maintains the same indexes and checks the same
+keys. It is what moving the bytes costs, with none of the import's work (reading in key order,
+consolidation, version mapping, validation, routing to weeks in Python, ids). A second baseline
+copies the legacy rows into the legacy schema (two indexes on reports instead of nine), the
+comparison of earlier versions of this benchmark. A second import over the finished one measures
+what resuming costs.
+
+The machine's load moves both figures, so each of ``--rounds`` rounds runs the baseline and then
+the import into fresh databases, back to back, and the ratio is the median of the rounds'. Each
+round prints the load average and the import's CPU seconds in this process: the client's work,
+which the server's (the same COPY as the baseline's) overlaps only when a core is free.
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ import argparse
 import datetime
 import io
 import os
+import resource
+import statistics
 import sys
 import time
 
@@ -45,24 +52,95 @@ def emptyDatabase(adminUrl: str, name: str) -> str:
     return freshDatabase(adminUrl, name, upgrade=False)
 
 
-def runImports(target: str, source: str, batch_size: int) -> list[tuple]:
-    """Import twice (the second run finds everything stored); [(summary, seconds)] of each.
-    One reactor run for both: a Twisted reactor cannot be restarted."""
+def _cpuSeconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def dataDirectory(admin: str) -> str | None:
+    """The server's data directory if it is on this machine (its CPU is measured then)."""
+    engine = sa.create_engine(sa.make_url(admin).set(drivername="postgresql+psycopg2"))
+    try:
+        with engine.connect() as conn:
+            directory = conn.exec_driver_sql("SHOW data_directory").scalar()
+    except sa.exc.DBAPIError:  # not allowed to see it
+        return None
+    finally:
+        engine.dispose()
+    return directory if os.path.exists(os.path.join(directory, "postmaster.pid")) else None
+
+
+def serverCpu(pgdata: str | None) -> float | None:
+    """CPU seconds the PostgreSQL server whose data directory is ``pgdata`` has used so far:
+    the postmaster, its ended children (reaped into it) and its live ones; None unless the
+    server is local and ``/proc`` shows it (Linux)."""
+    if pgdata is None:
+        return None
+    try:
+        with open(os.path.join(pgdata, "postmaster.pid")) as pidFile:
+            postmaster = int(pidFile.readline())
+        ticks = os.sysconf("SC_CLK_TCK")
+        total = 0
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry}/stat") as stat:
+                    fields = stat.read().rpartition(")")[2].split()
+            except OSError:  # ended meanwhile: reaped into the postmaster's children's time
+                continue
+            if int(entry) == postmaster:
+                total += sum(map(int, fields[11:15]))  # its own and its reaped children's
+            elif int(fields[1]) == postmaster:
+                total += int(fields[11]) + int(fields[12])
+        return total / ticks
+    except (OSError, ValueError):
+        return None
+
+
+def runRounds(admin: str, source: str, rounds: int, batch_size: int,
+              pgdata: str | None) -> list[dict]:
+    """``rounds`` times: the baseline COPY into fresh crashdb tables, then an import into a
+    fresh crashdb database, then (first round only) the import again over it, which finds
+    everything stored. The server's CPU seconds of the COPY and of the import are measured when
+its data directory ``pgdata`` is local. One reactor run for all: a Twisted reactor cannot be
+restarted."""
 
     async def main(reactor):
         results = []
-        for load_map in (True, False):
+        for number in range(rounds):
+            same, sameSeconds, copyServer = copyIntoCrashdb(
+                source, freshDatabase(admin, "crashdb_bench_same"), pgdata)
+            target = freshDatabase(admin, "crashdb_bench_import")
+            load = os.getloadavg()[0]
             db = DBConnector(target, reactor=reactor)
             try:
                 await db.setup()
-                if load_map:
-                    await db.versions.loadVersionMap(VERSION_MAP)
-                started = time.perf_counter()
+                await db.versions.loadVersionMap(VERSION_MAP)
+                server, cpu, started = serverCpu(pgdata), _cpuSeconds(), time.perf_counter()
                 summary = await LegacyImporter(db, source, batch_size=batch_size,
                                                reactor=reactor).run()
-                results.append((summary, time.perf_counter() - started))
+                seconds, cpu = time.perf_counter() - started, _cpuSeconds() - cpu
+                server = None if server is None else serverCpu(pgdata) - server
+                assert summary.balanced and same == summary.written, (same, summary)
+                result = {"copy": sameSeconds, "import": seconds, "summary": summary,
+                          "cpuRatio": None if server is None or copyServer is None
+                          else copyServer / (server + cpu)}
+                if number == 0:
+                    started = time.perf_counter()
+                    rerun = await LegacyImporter(db, source, batch_size=batch_size,
+                                                 reactor=reactor).run()
+                    result["rerun"] = time.perf_counter() - started
+                    assert rerun.written == summary.written, rerun
             finally:
                 await db.stop()
+            print(f"round {number + 1}: load average {load:.1f}; COPY {sameSeconds:.2f}s; "
+                  f"import {seconds:.2f}s = {sameSeconds / seconds:.2f}x; CPU seconds: "
+                  + (f"COPY {copyServer:.2f} (server), " if copyServer is not None else "")
+                  + f"import {cpu:.2f} (here)"
+                  + (f" + {server:.2f} (server) = {result['cpuRatio']:.2f}x"
+                     if result["cpuRatio"] is not None else ""), flush=True)
+            results.append(result)
         return results
 
     return runDeferred(main)
@@ -99,9 +177,11 @@ def copyRows(source: str, target: str) -> tuple[int, float]:
 WINNERS = "SELECT max(id) FROM reports GROUP BY uuid"
 
 
-def copyIntoCrashdb(source: str, target: str) -> tuple[int, float]:
+def copyIntoCrashdb(source: str, target: str, pgdata: str | None = None
+                    ) -> tuple[int, float, float | None]:
     """COPY the rows the import writes from ``source`` into crashdb's tables at ``target`` (a
-    migrated database), the weeks made beforehand; (reports, seconds)."""
+    migrated database), the weeks made beforehand; (reports, seconds, the server's CPU seconds
+    if ``pgdata`` is given and local)."""
     from crashdb import partitions
     from crashdb.backends import createEngine
 
@@ -127,6 +207,7 @@ def copyIntoCrashdb(source: str, target: str) -> tuple[int, float]:
     )
     targetEngine = sa.create_engine(target, connect_args={"options": "-c timezone=UTC"})
     rows = 0
+    server = serverCpu(pgdata)
     started = time.perf_counter()
     try:
         with sourceEngine.connect() as reading, targetEngine.begin() as writing:
@@ -142,7 +223,8 @@ def copyIntoCrashdb(source: str, target: str) -> tuple[int, float]:
     finally:
         sourceEngine.dispose()
         targetEngine.dispose()
-    return rows, elapsed
+    used = serverCpu(pgdata)
+    return rows, elapsed, None if used is None or server is None else used - server
 
 
 def main() -> int:
@@ -151,8 +233,11 @@ def main() -> int:
     parser.add_argument("--rows", type=int, default=200_000, help="legacy reports (200000)")
     parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE,
                         help=f"import batch size ({DEFAULT_BATCH_SIZE})")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="rounds of baseline then import; the ratio is their median (3)")
     args = parser.parse_args()
     with postgresUrl(args.db) as admin:
+        pgdata = dataDirectory(admin)
         source = emptyDatabase(admin, "crashdb_bench_legacy")
         started = time.perf_counter()
         writeLegacy(source, generateReports(args.rows))
@@ -161,31 +246,37 @@ def main() -> int:
         print(f"legacy database: {args.rows} reports written in "
               f"{time.perf_counter() - started:.1f}s")
 
-        target = freshDatabase(admin, "crashdb_bench_import")
-        (summary, seconds), (rerun, rerunSeconds) = runImports(target, source, args.batch_size)
-        assert summary.balanced and summary.read == args.rows, summary
-        assert rerun.written == summary.written, rerun
-
         copied, copySeconds = copyRows(source, emptyDatabase(admin, "crashdb_bench_copy"))
         assert copied == args.rows, copied
-        same, sameSeconds = copyIntoCrashdb(source, freshDatabase(admin, "crashdb_bench_same"))
-        assert same == summary.written, (same, summary.written)
+        rounds = runRounds(admin, source, args.rounds, args.batch_size, pgdata)
 
     # rates in legacy rows read per second: the baselines move the same rows' bytes
-    importRate = summary.read / seconds
-    copyRate = summary.read / sameSeconds
+    first = rounds[0]
+    summary = first["summary"]
+    ratios = sorted(r["copy"] / r["import"] for r in rounds)
+    copySame = statistics.median(r["copy"] for r in rounds)
+    seconds = statistics.median(r["import"] for r in rounds)
     print(f"reconciliation: read {summary.read} = written {summary.written} + consolidated "
           f"{summary.consolidated} + rejected {summary.rejected}; aliased {summary.aliased}")
+    print(f"medians of {len(rounds)} rounds:")
     print(f"{'':<40} {'seconds':>9} {'rows/s':>10} {'vs COPY':>8}")
-    for label, secs, rate in (
-        ("COPY into crashdb's tables (baseline)", sameSeconds, copyRate),
-        ("COPY into the legacy schema", copySeconds, copied / copySeconds),
-        ("import-legacy", seconds, importRate),
-        ("import-legacy, re-run", rerunSeconds, summary.read / rerunSeconds),
+    copyRate = summary.read / copySame
+    for label, secs in (
+        ("COPY into crashdb's tables (baseline)", copySame),
+        ("COPY into the legacy schema", copySeconds),
+        ("import-legacy", seconds),
+        ("import-legacy, re-run (round 1)", first["rerun"]),
     ):
+        rate = summary.read / secs
         print(f"{label:<40} {secs:>9.2f} {rate:>10.0f} {rate / copyRate:>7.2f}x")
-    print(f"import-legacy runs at {importRate / copyRate:.1%} of the rate of COPY into the same "
-          f"tables (goal: 50%)")
+    print(f"import-legacy runs at {statistics.median(ratios):.2f} of the rate of COPY into the "
+          f"same tables, the median of the rounds' ({', '.join(f'{r:.2f}' for r in ratios)});"
+          " goal: 0.5")
+    cpuRatios = sorted(r["cpuRatio"] for r in rounds if r["cpuRatio"] is not None)
+    if cpuRatios:
+        print(f"CPU seconds of COPY / CPU seconds of the import (client and server), what the "
+              f"ratio tends to when no core is free: median {statistics.median(cpuRatios):.2f} "
+              f"({', '.join(f'{r:.2f}' for r in cpuRatios)})")
     return 0
 
 

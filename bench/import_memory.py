@@ -5,9 +5,11 @@ Run as ``python bench/import_memory.py [--rows 20000 100000 1000000] [--batch-si
 each size a SQLite legacy database (``generateReports``: 0-3 extensions a report, one row in a
 hundred a duplicated uuid) and an upgraded SQLite target are made in a temporary directory, and
 the command runs in a subprocess whose peak resident set size (``ru_maxrss`` from ``wait4``) is
-printed with its rows/s. Memory that grows with the table would show as a peak rising with the
-row count; what the import holds by design is a batch (read, prepared and written at once) and
-the winner of each duplicated uuid (a small dict entry per duplicated uuid).
+printed with its rows/s and CPU seconds (SQLite works in the importing process, so these are all
+of the import's work, and load moves them much less than the seconds). Memory that grows with
+the table would show as a peak rising with the row count; what the import holds by design is a
+batch (read, prepared and written at once) and the winner of each duplicated uuid (a small dict
+entry per duplicated uuid).
 """
 
 from __future__ import annotations
@@ -26,8 +28,9 @@ from crashdb.test.util.db import upgradeUrl  # noqa: E402
 from crashdb.test.util.legacy import generateReports, writeLegacy  # noqa: E402
 
 
-def importPeak(directory: str, rows: int, batch_size: int) -> tuple[float, float]:
-    """(peak RSS in MB, seconds) of one ``crashdb import-legacy`` of ``rows`` legacy rows."""
+def importPeak(directory: str, rows: int, batch_size: int) -> tuple[float, float, float]:
+    """(peak RSS in MB, seconds, CPU seconds) of one ``crashdb import-legacy`` of ``rows``
+    legacy rows."""
     source = f"sqlite:///{os.path.join(directory, f'legacy-{rows}.sqlite')}"
     target = f"sqlite:///{os.path.join(directory, f'target-{rows}.sqlite')}"
     writeLegacy(source, generateReports(rows))
@@ -43,7 +46,8 @@ def importPeak(directory: str, rows: int, batch_size: int) -> tuple[float, float
     process.returncode = os.waitstatus_to_exitcode(status)
     if process.returncode != 0:
         raise SystemExit(f"import of {rows} rows failed with status {process.returncode}")
-    return usage.ru_maxrss / 1024, seconds  # ru_maxrss is in KiB on Linux
+    # ru_maxrss is in KiB on Linux
+    return usage.ru_maxrss / 1024, seconds, usage.ru_utime + usage.ru_stime
 
 
 def main() -> int:
@@ -53,11 +57,11 @@ def main() -> int:
     parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE,
                         help=f"import batch size ({DEFAULT_BATCH_SIZE})")
     args = parser.parse_args()
-    print(f"{'legacy rows':>12} {'peak RSS':>10} {'seconds':>9} {'rows/s':>8}")
+    print(f"{'legacy rows':>12} {'peak RSS':>10} {'seconds':>9} {'rows/s':>8} {'CPU s':>8}")
     with tempfile.TemporaryDirectory(prefix="crashdb-import-memory-") as directory:
         for rows in args.rows:
-            peak, seconds = importPeak(directory, rows, args.batch_size)
-            print(f"{rows:>12} {peak:>7.1f} MB {seconds:>9.1f} {rows / seconds:>8.0f}",
+            peak, seconds, cpu = importPeak(directory, rows, args.batch_size)
+            print(f"{rows:>12} {peak:>7.1f} MB {seconds:>9.1f} {rows / seconds:>8.0f} {cpu:>8.1f}",
                   flush=True)
     return 0
 

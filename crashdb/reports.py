@@ -100,6 +100,10 @@ def _validateChildLists(report: dict, index: int | None) -> None:
         and all(_extensionEncoder.values(e, None) is not None for e in extensions)
     ):
         _validateChildren(extensions, "extensions", _extensionValidator, index)
+    _validatePlugins(report, index)
+
+
+def _validatePlugins(report: dict, index: int | None) -> None:
     plugins = report.get("plugins")
     if plugins is not None:
         _validateChildren(plugins, "plugins", _pluginValidator, index)
@@ -138,6 +142,20 @@ def _monday(when: datetime.datetime) -> datetime.datetime:
 def _sample(uuids: list[str]) -> list[str]:
     """The first, middle and last of ``uuids``: what ``_storedUuids`` probes."""
     return list({uuids[0], uuids[len(uuids) // 2], uuids[-1]})
+
+
+def _unstored(weeks: dict[datetime.datetime, dict[str, tuple[int, dict]]],
+              known: dict[datetime.datetime, dict]) -> dict[datetime.datetime, dict]:
+    """The members of ``weeks`` whose uuid ``known`` does not hold; those it holds are
+    validated, since they are not written (so not checked on the way)."""
+    new: dict[datetime.datetime, dict[str, tuple[int, dict]]] = {}
+    for monday, members in weeks.items():
+        for uuid, (index, report) in members.items():
+            if uuid in known[monday]:
+                validateReport(report, index)
+            else:
+                new.setdefault(monday, {})[uuid] = (index, report)
+    return new
 
 
 @contextlib.contextmanager
@@ -191,10 +209,11 @@ class _ReportRows:
             yield index, report_id, report
 
     def _parent(self, index: int, report_id: int, report: dict, checked: bool) -> None:
-        """Note a report with extensions or plugins (validating them unless ``checked``)."""
+        """Note a report with extensions or plugins (validating its plugins unless
+        ``checked``; its extensions are checked as they are written, by ``_ExtensionRows``)."""
         if "extensions" in report or "plugins" in report:
             if not checked:
-                _validateChildLists(report, index)
+                _validatePlugins(report, index)
             self.parents.append((report_id, report))
 
     def __iter__(self) -> Iterator[list]:
@@ -221,21 +240,30 @@ class _ReportRows:
 
 
 class _ExtensionRows:
-    """The extensions of one week's new ``(id, report)`` pairs, as ``EXTENSION_FIELDS`` rows;
-    as a :class:`copytext.CopySource`, each report's timestamp is formatted once for all of its
-    extensions."""
+    """The extensions of one week's new ``(id, report)`` pairs, as ``EXTENSION_FIELDS`` rows,
+    each checked as it is taken (once: the encoder that formats it vouches for it, else the
+    validator raises); as a :class:`copytext.CopySource`, each report's timestamp is formatted
+    once for all of its extensions. A refusal carries no ``index``: ``_store`` names the
+    report."""
 
     def __init__(self, parents: list[tuple[int, dict]]) -> None:
-        self.parents: list[tuple[int, dict, list[dict]]] = [
-            (report_id, report, report["extensions"])
-            for report_id, report in parents if report.get("extensions")]
+        self.parents: list[tuple[int, dict, list[dict]]] = []
+        for report_id, report in parents:
+            extensions = report.get("extensions")
+            if extensions:
+                if type(extensions) is not list:  # a tuple, or not a list at all
+                    _validateChildren(extensions, "extensions", _extensionValidator, None)
+                self.parents.append((report_id, report, extensions))
 
     def __len__(self) -> int:
         return sum(len(extensions) for _, _, extensions in self.parents)
 
     def __iter__(self) -> Iterator[tuple]:
+        check = _extensionEncoder.values
         for report_id, report, extensions in self.parents:
             for key, extension in enumerate(extensions):
+                if check(extension, None) is None:
+                    _validateChildren(extensions, "extensions", _extensionValidator, None)
                 yield (report_id, report["date_processed"], key, extension["extension_id"],
                        extension.get("extension_version"), report["uuid"])
 
@@ -246,7 +274,8 @@ class _ExtensionRows:
             tail = "\t" + copytext.escape(report["uuid"])
             for key, extension in enumerate(extensions):
                 line = encode(extension, f"{lead}{key}")
-                if line is None:  # validated already: a value of an unusual type
+                if line is None:  # not certainly valid: validate properly, format plainly
+                    _validateChildren(extensions, "extensions", _extensionValidator, None)
                     line = formatter.line((report_id, report["date_processed"], key,
                                            extension["extension_id"],
                                            extension.get("extension_version"), report["uuid"]))
@@ -313,13 +342,7 @@ class ReportsConnectorComponent(DBConnectorComponent):
                 members[uuid] = (index, report)
             placed.append((monday, uuid))
         known = self._storedUuids(conn, weeks)
-        new: dict[datetime.datetime, dict[str, tuple[int, dict]]] = {}
-        for monday, members in weeks.items():
-            for uuid, (index, report) in members.items():
-                if uuid in known[monday]:
-                    validateReport(report, index)  # not written, so not checked on the way
-                else:
-                    new.setdefault(monday, {})[uuid] = (index, report)
+        new = _unstored(weeks, known) if any(known.values()) else weeks
         count = sum(map(len, new.values()))
         reserved = iter(backend.reserveIds(conn, "reports", count))
         assigned = {monday: dict(zip(members, reserved)) for monday, members in new.items()}
@@ -400,6 +423,9 @@ class ReportsConnectorComponent(DBConnectorComponent):
             with _inBatch(backend, weeks):
                 inserted = backend.insertNew(conn, child, REPORT_FIELDS, rows, "uuid")
             known = self._idsByUuid(conn, child, [u for u in members if u not in inserted])
+            for uuid in known:  # stored meanwhile: its extensions are not written, nor checked
+                index, report = members[uuid]
+                _validateChildLists(report, index)
             stored[monday] = {uuid: ids[uuid] if uuid in inserted else known[uuid]
                               for uuid in members}
             added[monday] = [(report_id, report) for report_id, report in rows.parents

@@ -4,6 +4,7 @@ after an interruption, SQLite and PostgreSQL targets, and the command line."""
 from __future__ import annotations
 
 import csv
+import gc
 import io
 import json
 import os
@@ -303,6 +304,27 @@ def test_rerunning_a_finished_import_changes_nothing(db, problem):
     assert counts(second) | {"versions_added": 2} == counts(first)
     assert second.new_versions == []  # the first run made them canonical
     assert len(rejects) == first.rejected
+
+
+@pytest_twisted.inlineCallbacks
+def test_the_collector_runs_less_often_during_an_import_and_as_before_after(db, problem):
+    """The import raises the collector's young threshold (a fifth of its CPU went to the
+    collector) only while it runs, even when it fails."""
+    from crashdb.app.importer.run import GC_THRESHOLD
+
+    before = gc.get_threshold()
+    during = []
+    yield LegacyImporter(db, problem.url, batch_size=4,
+                         progress=lambda done, total: during.append(gc.get_threshold())).run()
+    assert during and all(threshold[0] >= GC_THRESHOLD for threshold in during)
+    assert gc.get_threshold() == before
+
+    def fail(done, total):
+        raise Interrupted()
+
+    with pytest.raises(Interrupted):
+        yield LegacyImporter(db, problem.url, batch_size=4, progress=fail).run()
+    assert gc.get_threshold() == before
 
 
 class Interrupted(Exception):

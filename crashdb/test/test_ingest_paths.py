@@ -216,6 +216,52 @@ def test_a_bad_row_in_a_big_batch_stores_nothing_and_creates_no_week(db, index, 
 
 
 @pytest_twisted.inlineCallbacks
+def test_a_bad_extension_among_many_is_refused_with_its_reports_index(db):
+    """Extensions are checked as they are written (a COPY of their own on PostgreSQL, after the
+    reports'): a bad one still names its report and stores nothing, and no week is made."""
+    rows = reports(32, step=datetime.timedelta(hours=13),
+                   extensions=[{"extension_id": "a@x"}, {"extension_id": "b@x"}])
+    rows[20] = {**rows[20], "extensions": [{"extension_id": "a@x"},
+                                           {"extension_id": "b@x", "bogus": 1}]}
+    with pytest.raises(InvalidInputError) as info:
+        yield db.reports.addReports(rows)
+    assert (info.value.index, info.value.field) == (20, "extensions.bogus")
+    assert (yield db.partitions.getPartitions()) == []
+    for row in rows:
+        yield db.partitions.ensureWeek(row["date_processed"])
+    with pytest.raises(InvalidInputError) as info:  # the weeks exist: the reports' COPY succeeds
+        yield db.reports.addReports(rows)
+    assert (info.value.index, info.value.field) == (20, "extensions.bogus")
+    assert (yield db.reports.countReports()) == 0
+    assert (yield count(db, "extensions")) == 0
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_bad_extension_of_a_report_stored_meanwhile_is_still_refused(db):
+    """The careful path writes no extensions for a report another writer stored first, and
+    checks them all the same."""
+    rows = reports(30, extensions=[{"extension_id": "mine@x"}])
+    victim = rows[12] = {**rows[12], "extensions": [{"extension_version": "no id"}]}
+    child = childTable("reports", weekStart(victim["date_processed"]), db.backend)
+    for row in rows[0], rows[-1]:
+        yield db.partitions.ensureWeek(row["date_processed"])
+
+    def race(conn):
+        db.reports._race_hook = None
+        conn.execute(child.insert().values(id=10**6, uuid=victim["uuid"],
+                                           date_processed=victim["date_processed"]))
+
+    db.reports._race_hook = race
+    try:
+        with pytest.raises(InvalidInputError) as info:
+            yield db.reports.addReports(rows)
+    finally:
+        db.reports._race_hook = None
+    assert (info.value.index, info.value.field) == (12, "extensions.extension_id")
+    assert (yield db.reports.countReports()) == 0
+
+
+@pytest_twisted.inlineCallbacks
 def test_the_first_bad_row_is_reported_whatever_week_is_written_first(db):
     rows = reports(32, step=datetime.timedelta(hours=13))  # three weeks
     yield db.partitions.ensureWeek(rows[31]["date_processed"])  # only the last one exists

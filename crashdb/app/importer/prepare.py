@@ -39,7 +39,7 @@ class VersionMapper:
         return wanted, NEW
 
 
-@dataclass
+@dataclass(slots=True)
 class Prepared:
     """A legacy row ready for ``addReports``, or the reason it cannot be imported."""
 
@@ -52,21 +52,21 @@ class Prepared:
 def prepare(legacy: LegacyReport, mapper: VersionMapper, validate: bool = True) -> Prepared:
     """The reportdict for a legacy row (version mapped, validated), or a rejection reason.
 
-    Pure: it only reads ``mapper``, so deciding which duplicate wins and importing it agree.
-    Without ``validate`` a row is checked only as far as the import itself relies on it (a
-    string uuid, an aware ``date_processed``, a new version short enough to become
-    canonical) and left to ``addReports`` to validate as it writes: checking every value
-    twice was a third of the import's time.
+    The row's ``values`` become the reportdict (version mapped, extensions attached) rather
+    than being copied: a legacy row is prepared once. ``mapper`` is only read, so deciding
+    which duplicate wins and importing it agree. Without ``validate`` a row is checked only as
+    far as the import itself relies on it (a string uuid, an aware ``date_processed``, a new
+    version short enough to become canonical) and left to ``addReports`` to validate as it
+    writes: checking every value twice was a third of the import's time.
     """
-    values = legacy.values
-    uuid = values.get("uuid")
+    report = legacy.values
+    uuid = report.get("uuid")
     if uuid is None or (isinstance(uuid, str) and not uuid.strip()):
         return Prepared(legacy, reason="no uuid")
-    processed = values.get("date_processed")
+    processed = report.get("date_processed")
     if processed is None:
         return Prepared(legacy, reason="no date_processed")
-    report = dict(values)
-    report["version"], how = mapper.map(values.get("product"), values.get("version"))
+    report["version"], how = mapper.map(report.get("product"), report.get("version"))
     if legacy.extensions:
         report["extensions"] = legacy.extensions
     if (validate or how == NEW or type(uuid) is not str

@@ -3,10 +3,12 @@ rejects written down, progress reported."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime
+import gc
 import time
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Iterator
 from typing import IO, Any
 
 from twisted.internet import defer, threads
@@ -22,6 +24,37 @@ from crashdb.reports import validateReport
 DEFAULT_BATCH_SIZE = 2000
 UUID_CHUNK = 500
 REJECT_COLUMNS = ("legacy_id", "uuid", "reason")
+#: allocations between two young-generation collections while an import runs (Python's default
+#: is 700): the import allocates some thirty objects a row and keeps few, and at the default
+#: the collector (its full passes over every object of the process above all) took a fifth of
+#: the import's CPU
+GC_THRESHOLD = 100_000
+
+
+class _Collections:
+    """Python's cyclic collector run less often while any import runs in the process: its young
+    threshold raised to ``GC_THRESHOLD``, and put back when the last import ends. Only cyclic
+    garbage waits longer, and the import makes little."""
+
+    def __init__(self) -> None:
+        self.running = 0
+        self.saved = gc.get_threshold()
+
+    @contextlib.contextmanager
+    def fewer(self) -> Iterator[None]:
+        if self.running == 0:
+            self.saved = gc.get_threshold()
+            gc.set_threshold(max(GC_THRESHOLD, self.saved[0]), *self.saved[1:])
+        self.running += 1
+        try:
+            yield
+        finally:
+            self.running -= 1
+            if self.running == 0:
+                gc.set_threshold(*self.saved)
+
+
+_collections = _Collections()
 
 
 class LegacyImporter:
@@ -68,6 +101,10 @@ class LegacyImporter:
         return defer.ensureDeferred(self._run())
 
     async def _run(self) -> ImportSummary:
+        with _collections.fewer():
+            return await self._import()
+
+    async def _import(self) -> ImportSummary:
         started = time.monotonic()
         source = self.source
         if source is None:
