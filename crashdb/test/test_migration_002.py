@@ -12,18 +12,19 @@ from alembic.runtime.migration import MigrationContext
 from crashdb import migrate, model, partitions
 from crashdb.backends import createEngine
 from crashdb.partitions import childTable, weekStart
-from crashdb.test.util.db import upgradeTo
+from crashdb.test.util.db import upgradeTo, useModelBefore007
 
 UTC = datetime.UTC
 PROCESSED = datetime.datetime(2012, 10, 16, 12, 0, tzinfo=UTC)
 NEW_TABLES = {"product_versions", "version_aliases"}
 
 
-def test_upgrade_from_001_keeps_data_and_adds_usable_tables(emptyUrl):
+def test_upgrade_from_001_keeps_data_and_adds_usable_tables(emptyUrl, monkeypatch):
     engine, backend, _ = createEngine(emptyUrl)
     try:
         assert upgradeTo(engine, backend, "001") == (None, "001")
         monday = weekStart(PROCESSED)
+        useModelBefore007(monkeypatch)  # the week as it was made then
         partitions.createWeek(engine, backend, monday)
         with engine.begin() as conn:
             report_id = backend.reserveIds(conn, "reports", 1)[0]
@@ -36,6 +37,7 @@ def test_upgrade_from_001_keeps_data_and_adds_usable_tables(emptyUrl):
             conn.execute(
                 model.jobs.insert().values(uuid="u-001", queued_at=PROCESSED)
             )
+        monkeypatch.undo()
 
         before, after = upgradeTo(engine, backend, "head")
         assert (before, after) == ("001", migrate.headVersion())

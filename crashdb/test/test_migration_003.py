@@ -16,7 +16,7 @@ from crashdb import migrate, model, partitions
 from crashdb.backends import createEngine
 from crashdb.partitions import childTable, weekTables
 from crashdb.test.test_schema import differences
-from crashdb.test.util.db import upgradeTo
+from crashdb.test.util.db import upgradeTo, useModelBefore007
 from crashdb.test.util.pgschema import describeTable
 
 UTC = datetime.UTC
@@ -29,11 +29,14 @@ SHARED = "nextval('reports_id_seq'::regclass)"
 @pytest.fixture
 def oldChildren(monkeypatch):
     """While active, children are made as before 003: every column copied from the parent as it
-    is, which made ``reports_<week>.id`` a SERIAL with a sequence of its own on PostgreSQL."""
+    is, which made ``reports_<week>.id`` a SERIAL with a sequence of its own on PostgreSQL (and
+    as before 007: no uuid on the add-on tables)."""
 
     def use(active: bool) -> None:
         if active:
-            monkeypatch.setattr(partitions, "_childColumn", lambda parent, column, spec, backend:
+            useModelBefore007(monkeypatch)
+            monkeypatch.setattr(partitions, "_childColumn",
+                                lambda parent, column, spec, backend, keyed:
                                 sa.Column(column.name, column.type, nullable=column.nullable))
         else:
             monkeypatch.undo()

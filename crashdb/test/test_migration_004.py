@@ -15,7 +15,7 @@ from crashdb.backends import createEngine
 from crashdb.connector import DBConnector
 from crashdb.partitions import childTable, weekStart
 from crashdb.test.test_migration_002 import _tablesNamed
-from crashdb.test.util.db import upgradeTo
+from crashdb.test.util.db import upgradeTo, useModelBefore007
 
 UTC = datetime.UTC
 PROCESSED = datetime.datetime(2012, 10, 16, 12, 0, tzinfo=UTC)
@@ -24,17 +24,19 @@ BEFORE = "003"  # the revision 004 follows
 
 
 @pytest_twisted.inlineCallbacks
-def test_upgrade_keeps_reports_and_their_day_rolls_up(emptyUrl):
+def test_upgrade_keeps_reports_and_their_day_rolls_up(emptyUrl, monkeypatch):
     engine, backend, _ = createEngine(emptyUrl)
     try:
         assert upgradeTo(engine, backend, BEFORE) == (None, BEFORE)
         monday = weekStart(PROCESSED)
+        useModelBefore007(monkeypatch)  # the week as it was made then
         partitions.createWeek(engine, backend, monday)
         with engine.begin() as conn:
             report_id = backend.reserveIds(conn, "reports", 1)[0]
             conn.execute(childTable("reports", monday, backend).insert().values(
                 id=report_id, uuid="u-1", date_processed=PROCESSED, product="Firefox",
                 version="16.0", signature="js::GC", build="20121010"))
+        monkeypatch.undo()
         before, after = upgradeTo(engine, backend, "head")
         assert (before, after) == (BEFORE, migrate.headVersion())
         with engine.connect() as conn:

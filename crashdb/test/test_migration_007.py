@@ -12,7 +12,7 @@ from alembic import command
 from crashdb import migrate, model, partitions
 from crashdb.backends import createEngine
 from crashdb.test.test_schema import differences
-from crashdb.test.util.db import upgradeTo
+from crashdb.test.util.db import upgradeTo, useModelBefore007
 
 WEEK = datetime.datetime(2012, 10, 15, tzinfo=datetime.UTC)
 WHEN = WEEK + datetime.timedelta(days=1, hours=3)
@@ -22,13 +22,7 @@ CHILDREN = ("extensions", "plugins_reports")
 @pytest.fixture
 def modelBefore007(monkeypatch):
     """The model as it was at 006 (no uuid on the add-on tables), for making a week then."""
-    metadata = sa.MetaData()
-    for table in model.metadata.tables.values():
-        copy = table.to_metadata(metadata)
-        if table.name in CHILDREN:
-            copy._columns.remove(copy.c.uuid)
-    monkeypatch.setattr(model, "metadata", metadata)
-    monkeypatch.setattr(partitions, "_child_metadata", {})
+    useModelBefore007(monkeypatch)
     return monkeypatch
 
 

@@ -42,6 +42,20 @@ def upgradeTo(engine: sa.Engine, backend, target: str = "head") -> tuple[str | N
         return migrate.upgrade(conn, backend, target)
 
 
+def useModelBefore007(monkeypatch) -> None:
+    """Make weekly children as before migration 007, whose add-on tables had no ``uuid``: for
+    tests that create a week at an older revision (``monkeypatch.undo()`` restores the model)."""
+    from crashdb import model, partitions
+
+    metadata = sa.MetaData()
+    for table in model.metadata.tables.values():
+        copy = table.to_metadata(metadata)
+        if table.name in ("extensions", "plugins_reports"):
+            copy._columns.remove(copy.c.uuid)
+    monkeypatch.setattr(model, "metadata", metadata)
+    monkeypatch.setattr(partitions, "_child_metadata", {})
+
+
 class PostgresUnavailable(Exception):
     """No PostgreSQL could be found or started for the tests."""
 
