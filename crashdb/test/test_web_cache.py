@@ -15,6 +15,7 @@ from twisted.web.http_headers import Headers
 from crashdb.app.web import CrashStats
 from crashdb.app.web.cache import ResponseCache
 from crashdb.test.fake import fakedb
+from crashdb.test.util.webserver import crashdbCommand
 
 UTC = datetime.UTC
 DAY = datetime.timedelta(days=1)
@@ -165,6 +166,15 @@ async def test_pages_reading_reports_are_not_kept(db, served):
     assert (await server.get(f"/api/report/{uuid}"))[0] == 404
     await db.insertTestData(crashes("old", 1, uuids=[uuid]))
     assert (await server.json(f"/api/report/{uuid}"))["report"]["uuid"] == uuid
+
+
+def test_serve_refuses_a_cache_lifetime_out_of_range(tmp_path):
+    for seconds in ("-1", "86401"):
+        done = crashdbCommand("serve", "--cache-seconds", seconds,
+                              "--db", f"sqlite:///{tmp_path / 'never.sqlite'}")
+        assert done.returncode == 1
+        assert done.stderr.strip() == "crashdb: error: --cache-seconds must be from 0 to 86400"
+    assert "--cache-seconds" in crashdbCommand("serve", "--help").stdout
 
 
 # -- the cache itself ---------------------------------------------------------------------------
