@@ -11,6 +11,9 @@ from crashdb.app.cli import UsageError, addDbArgument, runDeferred
 from crashdb.connector import DBConnector
 
 NAME = "serve"
+# how long the rollup-backed pages stay rendered: well under the rollups' hour, and enough to
+# spare the core when many ask for the same page (docs/web.md, "Caching")
+CACHE_SECONDS = 60.0
 HELP = "serve the crash-stats pages and JSON API over HTTP (read-only; 127.0.0.1 by default)"
 
 
@@ -24,6 +27,10 @@ def addArguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--interface", default="127.0.0.1", metavar="ADDRESS",
                         help="address to listen on (default 127.0.0.1: this machine only; "
                              "put a TLS-terminating reverse proxy in front for others)")
+    parser.add_argument("--cache-seconds", type=float, default=CACHE_SECONDS, metavar="S",
+                        help="keep the rollup-backed pages (products, top crashers, explosive, "
+                             f"crash rates) rendered for S seconds (default {CACHE_SECONDS:g}; "
+                             "0: render every request)")
 
 
 async def serve(reactor, args: argparse.Namespace) -> None:
@@ -31,11 +38,13 @@ async def serve(reactor, args: argparse.Namespace) -> None:
 
     if not 0 <= args.port <= 65535:
         raise UsageError("--port must be from 0 to 65535")
+    if not 0 <= args.cache_seconds <= 86400:
+        raise UsageError("--cache-seconds must be from 0 to 86400")
     db = DBConnector(args.db, reactor=reactor, replica_urls=args.replica)
     try:
         await db.setup()
         endpoint = endpoints.TCP4ServerEndpoint(reactor, args.port, interface=args.interface)
-        port = await endpoint.listen(CrashStats(db).site())
+        port = await endpoint.listen(CrashStats(db, cache_seconds=args.cache_seconds).site())
         address = port.getHost()
         print(f"crash-stats serving {db.engine.url.render_as_string(hide_password=True)} on "
               f"http://{address.host}:{address.port}/ (Ctrl-C stops it)", flush=True)

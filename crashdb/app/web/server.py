@@ -16,6 +16,7 @@ import datetime
 import functools
 import json
 import pathlib
+import time
 import urllib.parse
 from collections.abc import Awaitable, Callable
 from typing import Any, cast
@@ -29,6 +30,7 @@ from twisted.web import pages, resource, server, static
 from werkzeug.exceptions import HTTPException
 
 from crashdb.app.web import svg
+from crashdb.app.web.cache import ResponseCache
 from crashdb.app.web.privacy import (
     PersonalDataError,
     publicRawCrash,
@@ -52,6 +54,8 @@ SPARK_DAYS = 14
 REPORT_COLUMNS = ("uuid", "date_processed", "product", "version", "build", "os_name",
                   "reason", "uptime")
 SIGNATURE_REPORTS = 50
+HTML = b"text/html; charset=utf-8"
+JSON = b"application/json"
 
 log = Logger()
 
@@ -126,12 +130,18 @@ View = Callable[..., Awaitable[dict[str, Any]]]
 
 
 class CrashStats:
-    """The web application over ``db`` (a set-up :class:`~crashdb.connector.DBConnector`)."""
+    """The web application over ``db`` (a set-up :class:`~crashdb.connector.DBConnector`).
+
+    The rollup-backed pages (``cached=True`` views) are kept rendered for ``cache_seconds``
+    (:mod:`~crashdb.app.web.cache`; 0, the default, renders every request); ``clock`` is the
+    cache's."""
 
     app = Klein()
 
-    def __init__(self, db: Any) -> None:
+    def __init__(self, db: Any, cache_seconds: float = 0.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.db = db
+        self.cache = ResponseCache(cache_seconds, clock=clock) if cache_seconds > 0 else None
         self.templates = jinja2.Environment(
             loader=jinja2.FileSystemLoader(HERE / "templates"),
             autoescape=True,  # every value, in every template
@@ -161,13 +171,16 @@ class CrashStats:
             raise AuthorizationError("invalid API token")
         return True
 
-    def _page(self, request: server.Request, template: str, data: dict[str, Any]) -> bytes:
-        request.setHeader(b"Content-Type", b"text/html; charset=utf-8")
+    def _render(self, template: str, data: dict[str, Any]) -> bytes:
         return self.templates.get_template(template).render(**data).encode("utf-8")
+
+    def _page(self, request: server.Request, template: str, data: dict[str, Any]) -> bytes:
+        request.setHeader(b"Content-Type", HTML)
+        return self._render(template, data)
 
     @staticmethod
     def _json(request: server.Request, data: Any) -> bytes:
-        request.setHeader(b"Content-Type", b"application/json")
+        request.setHeader(b"Content-Type", JSON)
         return toJson(data)
 
     @staticmethod
@@ -210,20 +223,34 @@ class CrashStats:
         return self._error(request, 500, "internal error (logged by the server)")
 
     @staticmethod
-    def view(path: str, template: str, api: str | None = None) -> Callable[[View], View]:
+    def view(path: str, template: str, api: str | None = None,
+             cached: bool = False) -> Callable[[View], View]:
         """Serve ``gather(self, query, authorized, **path arguments)`` as the page
-        ``path`` (rendered by ``template``) and as JSON at ``api`` (``/api`` + ``path``)."""
+        ``path`` (rendered by ``template``) and as JSON at ``api`` (``/api`` + ``path``);
+        ``cached``: through the response cache, for views that read only rollups."""
 
         def register(gather: View) -> View:
             async def answer(self: CrashStats, request: server.Request, asJson: bool,
                              **kw: Any) -> bytes:
                 authorized = await self._authorized(request)
                 query = Query(request.args or {})
-                data = await gather(self, query, authorized, **kw)
-                if asJson:
-                    return self._json(request, data)
-                return self._page(request, template,
-                                  {**data, "authorized": authorized, "form": query})
+
+                async def render() -> tuple[bytes, bytes]:
+                    data = await gather(self, query, authorized, **kw)
+                    if asJson:
+                        return JSON, toJson(data)
+                    return HTML, self._render(template,
+                                              {**data, "authorized": authorized, "form": query})
+
+                if cached and self.cache is not None:
+                    # the whole request target and the token's validity: nothing personal
+                    # rendered for a token-bearer reaches anyone else
+                    key = (request.uri, authorized)
+                    contentType, body = await self.cache.get(key, render)
+                else:
+                    contentType, body = await render()
+                request.setHeader(b"Content-Type", contentType)
+                return body
 
             def page(self: CrashStats, request: server.Request, **kw: Any) -> defer.Deferred:
                 return defer.ensureDeferred(answer(self, request, False, **kw))
@@ -251,7 +278,7 @@ view = CrashStats.view
 # -- the views ------------------------------------------------------------------------------------
 
 
-@view("/", "products.html", api="/api/products")
+@view("/", "products.html", api="/api/products", cached=True)
 async def products(self: CrashStats, query: Query, authorized: bool) -> dict[str, Any]:
     """Every product with its versions and its five top crashers of the last week."""
     start_day, end_day = query.period()
@@ -264,7 +291,7 @@ async def products(self: CrashStats, query: Query, authorized: bool) -> dict[str
             "products": [{**p, "top": top} for p, top in zip(found, tops, strict=True)]}
 
 
-@view("/topcrashers/<product>", "topcrashers.html")
+@view("/topcrashers/<product>", "topcrashers.html", cached=True)
 async def topCrashers(self: CrashStats, query: Query, authorized: bool,
                       product: str) -> dict[str, Any]:
     """A product's (or version's) top crashers with their rank move and 14 days of counts."""
@@ -359,7 +386,7 @@ async def search(self: CrashStats, query: Query, authorized: bool) -> dict[str, 
     return {"query": arguments, **found}
 
 
-@view("/explosive/<product>", "explosive.html")
+@view("/explosive/<product>", "explosive.html", cached=True)
 async def explosive(self: CrashStats, query: Query, authorized: bool,
                     product: str) -> dict[str, Any]:
     """Signatures exploding on a day (by default yesterday, the last complete day)."""
@@ -370,7 +397,7 @@ async def explosive(self: CrashStats, query: Query, authorized: bool,
     return {"product": product, "version": version, "day": day, "explosive": found}
 
 
-@view("/crashrates/<product>", "crashrates.html")
+@view("/crashrates/<product>", "crashrates.html", cached=True)
 async def crashRates(self: CrashStats, query: Query, authorized: bool,
                      product: str) -> dict[str, Any]:
     """Crashes per 100 active daily users, day by day."""

@@ -21,11 +21,11 @@ SERVING = re.compile(r"on (http://127\.0\.0\.1:\d+/)")
 
 
 class Server:
-    """``crashdb serve --port 0`` on ``url``'s database; ``base`` is its address."""
+    """``crashdb serve --port 0 OPTIONS...`` on ``url``'s database; ``base`` is its address."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *options: str) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "crashdb", "serve", "--db", url, "--port", "0"],
+            [sys.executable, "-m", "crashdb", "serve", "--db", url, "--port", "0", *options],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )
         assert self.process.stdout is not None
