@@ -16,7 +16,7 @@ import threading
 
 import sqlalchemy as sa
 
-from crashdb import migrate
+from crashdb import migrate, model
 from crashdb.backends import createEngine
 from crashdb.connector import DBConnector
 from crashdb.test.fake.fakedb import TestDataMixin
@@ -45,7 +45,7 @@ def upgradeTo(engine: sa.Engine, backend, target: str = "head") -> tuple[str | N
 def useModelBefore007(monkeypatch) -> None:
     """Make weekly children as before migration 007, whose add-on tables had no ``uuid``: for
     tests that create a week at an older revision (``monkeypatch.undo()`` restores the model)."""
-    from crashdb import model, partitions
+    from crashdb import partitions
 
     metadata = sa.MetaData()
     for table in model.metadata.tables.values():
@@ -194,7 +194,8 @@ class _CitusProvider:
                 if children:
                     conn.exec_driver_sql(
                         "DROP TABLE " + ", ".join(f'"{name}"' for name in children))
-                tables = [t.name for t in migrate_tables() if t.name not in self.KEPT]
+                tables = [t.name for t in model.tablesFor("postgresql")
+                          if t.name not in self.KEPT]
                 conn.exec_driver_sql("TRUNCATE " + ", ".join(f'"{name}"' for name in tables)
                                      + " CASCADE")
                 for (sequence,) in conn.exec_driver_sql(
@@ -211,12 +212,6 @@ class _CitusProvider:
         """The running test cluster (started if need be), for tests of a database of their own."""
         self.newDatabase()
         return self._cluster
-
-
-def migrate_tables() -> list[sa.Table]:
-    from crashdb import model
-
-    return model.tablesFor("postgresql")
 
 
 citus = _CitusProvider()
