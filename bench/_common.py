@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import statistics
 import time
 from collections.abc import Callable, Iterator
@@ -51,3 +52,31 @@ def median(function: Callable[[], object], repeat: int) -> float:
         function()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
+
+
+def serverCpu(pgdata: str | None) -> float | None:
+    """CPU seconds the PostgreSQL server whose data directory is ``pgdata`` has used so far:
+    the postmaster, its ended children (reaped into it) and its live ones; None unless the
+    server is local and ``/proc`` shows it (Linux)."""
+    if pgdata is None:
+        return None
+    try:
+        with open(os.path.join(pgdata, "postmaster.pid")) as pidFile:
+            postmaster = int(pidFile.readline())
+        ticks = os.sysconf("SC_CLK_TCK")
+        total = 0
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry}/stat") as stat:
+                    fields = stat.read().rpartition(")")[2].split()
+            except OSError:  # ended meanwhile: reaped into the postmaster's children's time
+                continue
+            if int(entry) == postmaster:
+                total += sum(map(int, fields[11:15]))  # its own and its reaped children's
+            elif int(fields[1]) == postmaster:
+                total += int(fields[11]) + int(fields[12])
+        return total / ticks
+    except (OSError, ValueError):
+        return None

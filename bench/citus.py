@@ -22,7 +22,7 @@ from collections.abc import Callable
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from bench._common import freshDatabase  # noqa: E402
+from bench._common import freshDatabase, serverCpu  # noqa: E402
 from bench.ingest import FIRST_MONDAY, batches, makeReports  # noqa: E402
 from crashdb.connector import DBConnector  # noqa: E402
 from crashdb.pool import SynchronousDBPool  # noqa: E402
@@ -30,30 +30,7 @@ from crashdb.test.util.citus import CitusCluster  # noqa: E402
 from crashdb.test.util.db import upgradeUrl  # noqa: E402
 from crashdb.test.util.pgserver import PostgresServer  # noqa: E402
 
-TICKS = os.sysconf("SC_CLK_TCK")
 FACETS = ["product", "version", "os_name"]
-
-
-def serverCpu(server: PostgresServer) -> float:
-    """CPU seconds the server's processes have used: the postmaster, its live backends, and the
-    exited ones it reaped."""
-    with open(os.path.join(server.pgdata, "postmaster.pid")) as pidfile:
-        postmaster = int(pidfile.readline())
-    total = 0
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as stat:
-                fields = stat.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue  # gone meanwhile
-        pid, ppid = int(entry), int(fields[1])
-        if pid == postmaster:
-            total += sum(int(f) for f in fields[11:15])  # utime stime cutime cstime
-        elif ppid == postmaster:
-            total += int(fields[11]) + int(fields[12])
-    return total / TICKS
 
 
 class Meter:
@@ -63,11 +40,17 @@ class Meter:
         self.nodes = nodes
 
     def measure(self, work: Callable[[], object]) -> tuple[float, list[float]]:
-        before = [serverCpu(node) for node in self.nodes]
+        before = [self._cpu(node) for node in self.nodes]
         started = time.perf_counter()
         work()
         wall = time.perf_counter() - started
-        return wall, [serverCpu(node) - cpu for node, cpu in zip(self.nodes, before)]
+        return wall, [self._cpu(node) - cpu for node, cpu in zip(self.nodes, before)]
+
+    @staticmethod
+    def _cpu(node: PostgresServer) -> float:
+        used = serverCpu(node.pgdata)
+        assert used is not None, "the nodes run on this machine"
+        return used
 
 
 def connector(url: str) -> DBConnector:

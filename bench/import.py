@@ -35,7 +35,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import sqlalchemy as sa  # noqa: E402
 
-from bench._common import freshDatabase, postgresUrl  # noqa: E402
+from bench._common import freshDatabase, postgresUrl, serverCpu  # noqa: E402
 from crashdb.app.cli import runDeferred  # noqa: E402
 from crashdb.app.importer import DEFAULT_BATCH_SIZE, LegacyImporter  # noqa: E402
 from crashdb.connector import DBConnector  # noqa: E402
@@ -68,34 +68,6 @@ def dataDirectory(admin: str) -> str | None:
     finally:
         engine.dispose()
     return directory if os.path.exists(os.path.join(directory, "postmaster.pid")) else None
-
-
-def serverCpu(pgdata: str | None) -> float | None:
-    """CPU seconds the PostgreSQL server whose data directory is ``pgdata`` has used so far:
-    the postmaster, its ended children (reaped into it) and its live ones; None unless the
-    server is local and ``/proc`` shows it (Linux)."""
-    if pgdata is None:
-        return None
-    try:
-        with open(os.path.join(pgdata, "postmaster.pid")) as pidFile:
-            postmaster = int(pidFile.readline())
-        ticks = os.sysconf("SC_CLK_TCK")
-        total = 0
-        for entry in os.listdir("/proc"):
-            if not entry.isdigit():
-                continue
-            try:
-                with open(f"/proc/{entry}/stat") as stat:
-                    fields = stat.read().rpartition(")")[2].split()
-            except OSError:  # ended meanwhile: reaped into the postmaster's children's time
-                continue
-            if int(entry) == postmaster:
-                total += sum(map(int, fields[11:15]))  # its own and its reaped children's
-            elif int(fields[1]) == postmaster:
-                total += int(fields[11]) + int(fields[12])
-        return total / ticks
-    except (OSError, ValueError):
-        return None
 
 
 def runRounds(admin: str, source: str, rounds: int, batch_size: int,
