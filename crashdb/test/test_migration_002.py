@@ -6,12 +6,11 @@ import datetime
 
 import pytest
 import sqlalchemy as sa
-from alembic.autogenerate import compare_metadata
-from alembic.runtime.migration import MigrationContext
 
 from crashdb import migrate, model, partitions
 from crashdb.backends import createEngine
 from crashdb.partitions import childTable, weekStart
+from crashdb.test.test_schema import differences
 from crashdb.test.util.db import upgradeTo, useModelBefore007
 
 UTC = datetime.UTC
@@ -86,16 +85,12 @@ def test_upgraded_tables_match_the_model(emptyUrl):
     engine, backend, _ = createEngine(emptyUrl)
     try:
         upgradeTo(engine, backend, "head")
-        metadata = sa.MetaData()
-        for table in model.tablesFor(backend.name):
-            table.to_metadata(metadata)
         with engine.connect() as conn:
-            context = MigrationContext.configure(conn, opts={"compare_type": True})
-            differences = compare_metadata(context, metadata)
+            found = differences(conn)
             inspector = sa.inspect(conn)
             assert NEW_TABLES <= set(inspector.get_table_names())
             foreign_keys = inspector.get_foreign_keys("version_aliases")
-        mine = [d for d in differences if NEW_TABLES & set(_tablesNamed(d))]
+        mine = [d for d in found if NEW_TABLES & set(_tablesNamed(d))]
         assert mine == []
         assert [(fk["referred_table"], fk["options"].get("ondelete")) for fk in foreign_keys] == [
             ("product_versions", "CASCADE")

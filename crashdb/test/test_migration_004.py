@@ -7,14 +7,13 @@ import datetime
 import pytest_twisted
 import sqlalchemy as sa
 from alembic import command
-from alembic.autogenerate import compare_metadata
-from alembic.runtime.migration import MigrationContext
 
 from crashdb import migrate, model, partitions
 from crashdb.backends import createEngine
 from crashdb.connector import DBConnector
 from crashdb.partitions import childTable, weekStart
 from crashdb.test.test_migration_002 import _tablesNamed
+from crashdb.test.test_schema import differences
 from crashdb.test.util.db import upgradeTo, useModelBefore007
 
 UTC = datetime.UTC
@@ -62,13 +61,8 @@ def test_upgraded_tables_match_the_model_and_downgrade_drops_them(emptyUrl):
     engine, backend, _ = createEngine(emptyUrl)
     try:
         upgradeTo(engine, backend, "head")
-        metadata = sa.MetaData()
-        for table in model.tablesFor(backend.name):
-            table.to_metadata(metadata)
         with engine.connect() as conn:
-            context = MigrationContext.configure(conn, opts={"compare_type": True})
-            mine = [d for d in compare_metadata(context, metadata)
-                    if NEW_TABLES & set(_tablesNamed(d))]
+            mine = [d for d in differences(conn) if NEW_TABLES & set(_tablesNamed(d))]
             indexes = {index["name"] for index in sa.inspect(conn).get_indexes(
                 "signature_versions")}
         assert mine == []
