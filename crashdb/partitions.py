@@ -125,7 +125,7 @@ def _newChildTable(
             continue
         target = fk.target or partitionName("reports", monday)
         pairs = [(fk.column, fk.target_column)]
-        if extra and fk.target is None:  # co-located: the report's row on the same shard
+        if extra:  # co-located: the report's row on the same shard
             pairs.append((extra, extra))
         constraints.append(
             sa.ForeignKeyConstraint(

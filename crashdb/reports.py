@@ -276,10 +276,9 @@ class _ExtensionRows:
                 line = encode(extension, f"{lead}{key}")
                 if line is None:  # not certainly valid: validate properly, format plainly
                     _validateChildren(extensions, "extensions", _extensionValidator, None)
-                    line = formatter.line((report_id, report["date_processed"], key,
-                                           extension["extension_id"],
-                                           extension.get("extension_version"), report["uuid"]))
-                    yield line
+                    yield formatter.line((report_id, report["date_processed"], key,
+                                          extension["extension_id"],
+                                          extension.get("extension_version"), report["uuid"]))
                 else:
                     yield line + tail
 

@@ -43,16 +43,13 @@ def referenceTables() -> list[str]:
             if t.name not in model.PARTITIONED_TABLES and t.name not in LOCAL_TABLES]
 
 
-def distribute(conn: sa.Connection) -> list[str]:
+def distribute(conn: sa.Connection, holdsWeeks: bool) -> list[str]:
     """Make every crashdb table what it is on Citus, in the caller's transaction; the tables
-    changed (none when the database was distributed already)."""
+    changed (none when the database was distributed already). ``holdsWeeks``: the database has
+    weekly children already, which are not converted."""
     done = {name for (name,) in conn.exec_driver_sql(
         "SELECT logicalrelid::regclass::text FROM pg_dist_partition")}
-    weeks = conn.exec_driver_sql(
-        "SELECT count(*) FROM pg_inherits i JOIN pg_class p ON p.oid = i.inhparent"
-        " WHERE p.relname = 'reports' AND p.relnamespace = current_schema()::regnamespace"
-    ).scalar_one()
-    if "reports" not in done and weeks:
+    if "reports" not in done and holdsWeeks:
         raise CrashDBError(
             "this database already holds weeks of crash data: crashdb distributes a database "
             "before its first week; load the data into a new distributed database instead "

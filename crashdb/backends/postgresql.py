@@ -44,6 +44,8 @@ class PostgresBackend(Backend):
     EXACT_COUNT_BYTES = 32 * 1048576
     #: below this many rows a multi-row INSERT beats COPY's extra round trip
     COPY_MIN_ROWS = 16
+    #: True once ``detectDistribution`` has asked the database whether it is a Citus coordinator
+    _distributionKnown = False
 
     @classmethod
     def createEngine(cls, url: sa.URL, threads: int | None) -> tuple[sa.Engine, int]:
@@ -303,12 +305,10 @@ class PostgresBackend(Backend):
             self._distributionKnown = True
         return self.distributionColumn
 
-    _distributionKnown = False
-
     def afterUpgrade(self, conn: sa.Connection) -> list[str]:
         if self.detectDistribution(conn) is None:
             return []
-        return citus.distribute(conn)
+        return citus.distribute(conn, holdsWeeks=bool(self.childNames(conn)))
 
     def childSizes(
         self, conn: sa.Connection, names: list[str]

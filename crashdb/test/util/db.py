@@ -17,7 +17,7 @@ import threading
 import sqlalchemy as sa
 
 from crashdb import migrate, model
-from crashdb.backends import createEngine
+from crashdb.backends import backendFor, createEngine
 from crashdb.connector import DBConnector
 from crashdb.test.fake.fakedb import TestDataMixin
 
@@ -186,12 +186,8 @@ class _CitusProvider:
                                   poolclass=sa.pool.NullPool)
         try:
             with engine.begin() as conn:
-                children = conn.exec_driver_sql(
-                    "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
-                    " JOIN pg_class p ON p.oid = i.inhparent"
-                    " WHERE p.relnamespace = current_schema()::regnamespace"
-                    " ORDER BY p.relname = 'reports'").scalars().all()
-                if children:
+                children = backendFor(engine).childNames(conn)
+                if children:  # one statement: the add-ons' references do not stand in the way
                     conn.exec_driver_sql(
                         "DROP TABLE " + ", ".join(f'"{name}"' for name in children))
                 tables = [t.name for t in model.tablesFor("postgresql")
