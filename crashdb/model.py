@@ -268,6 +268,51 @@ signature_versions = sa.Table(
     sa.Index("signature_versions_product_first_report_idx", "product", "first_report"),
 )
 
+# Per UTC day, how many of a signature's reports (of a product and version, NULL where the
+# reports have none) have each term of each field (crashdb.summaries.SIGNATURE_FIELDS): what a
+# signature's summary and correlations read instead of the reports (seed: Socorro's
+# signature_summary_* tables). No key: a day is deleted and rewritten whole under its
+# rollup_days row's lock, and term is NULL for reports lacking the field.
+signature_facets = sa.Table(
+    "signature_facets",
+    metadata,
+    sa.Column("day", sa.Date, nullable=False),
+    sa.Column("signature", sa.String(255), nullable=False),
+    sa.Column("product", sa.String(30)),
+    sa.Column("version", sa.String(16)),
+    sa.Column("field", sa.String(20), nullable=False),
+    sa.Column("term", sa.Text),
+    sa.Column("count", sa.Integer, nullable=False),
+    sa.Index("signature_facets_signature_day_idx", "signature", "day"),
+    sa.Index("signature_facets_day_idx", "day"),
+)
+
+# The same per (day, product, version) over all of a product's reports, for the fields a
+# correlation compares (crashdb.summaries.PRODUCT_FIELDS): the baseline of getCorrelations.
+product_facets = sa.Table(
+    "product_facets",
+    metadata,
+    sa.Column("day", sa.Date, nullable=False),
+    sa.Column("product", sa.String(30), nullable=False),
+    sa.Column("version", sa.String(16)),
+    sa.Column("field", sa.String(20), nullable=False),
+    sa.Column("term", sa.Text),
+    sa.Column("count", sa.Integer, nullable=False),
+    sa.Index("product_facets_product_day_idx", "product", "day"),
+    sa.Index("product_facets_day_idx", "day"),
+)
+
+# Which days a rollup whose tables hold whole days has covered, and when it last ran: reads
+# take those days from the rollup and every other day from the reports.
+rollup_days = sa.Table(
+    "rollup_days",
+    metadata,
+    sa.Column("rollup", sa.String(30), nullable=False),
+    sa.Column("day", sa.Date, nullable=False),
+    sa.Column("rolled_at", UTCDateTime, nullable=False),
+    sa.PrimaryKeyConstraint("rollup", "day", name="rollup_days_pkey"),
+)
+
 # -- crash rates (SPEC 14) ------------------------------------------------------------------------
 
 # Active daily users per (UTC day, product, version), fed from the products' usage pings.

@@ -18,6 +18,7 @@ from crashdb.validation import requireDay
 ROLLUPS: tuple[tuple[str, str, str], ...] = (
     ("tcbs", "tcbs", "updateTcbs"),
     ("signatures", "signatures", "updateSignatures"),
+    ("summaries", "signatures", "updateSummaries"),
 )
 
 

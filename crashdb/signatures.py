@@ -3,13 +3,15 @@
 Triage asks of one signature: is it new, since which build and on which versions (the daily
 ``signatures`` rollup, :meth:`updateSignatures`), on how many installations and which systems
 (:meth:`getSummary`), and what do its crashes have in common that other crashes lack
-(:meth:`getCorrelations`, dbaron's rule from Socorro). Every answer is computed in SQL, reading
-only the weekly partitions that overlap the period asked about.
+(:meth:`getCorrelations`, dbaron's rule from Socorro). The summary and correlations read the
+daily ``summaries`` rollup (:meth:`updateSummaries`, :mod:`crashdb.summaries`) for the days it
+covers and the reports, only the weekly partitions that overlap them, for the others.
 """
 
 from __future__ import annotations
 
 import datetime
+from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
@@ -17,6 +19,14 @@ from twisted.internet import defer
 
 from crashdb.base import DBConnectorComponent
 from crashdb.exceptions import InvalidInputError
+from crashdb.summaries import (
+    PRODUCT_FIELDS,
+    ROLLUP,
+    SCOPE_COLUMNS,
+    SIGNATURE_FIELDS,
+    facetRows,
+    readFacets,
+)
 from crashdb.tcbs import DAY, dayStart
 from crashdb.validation import requireDay, requirePeriod, requireString
 
@@ -26,32 +36,10 @@ UTC = datetime.UTC
 SUMMARY_FIELDS = ("product", "version", "os_name", "os_version", "cpu_name", "build",
                   "process_type", "release_channel", "reason")
 FACETS = (*SUMMARY_FIELDS, "uptime", "addon")
-# Uptime buckets: (term, from, to) in seconds, half-open; the last has no end.
-UPTIME_BUCKETS: tuple[tuple[str, int, int | None], ...] = (
-    ("< 1 min", 0, 60), ("1-5 min", 60, 300), ("5-15 min", 300, 900), ("15-60 min", 900, 3600),
-    ("> 1 hour", 3600, None),
-)
 # The report columns getCorrelations compares, besides ``addon``.
 CORRELATION_FIELDS = ("os_version", "cpu_info", "flash_version", "process_type",
                       "release_channel", "build")
-# What each read takes from a report: its key (to join its add-ons) and what it counts.
-# id, uuid and date_processed tie a report to its add-ons (uuid: co-located on Citus)
-SUMMARY_COLUMNS = ("id", "uuid", "date_processed", "client_crash_date", "install_age", "uptime",
-                   *SUMMARY_FIELDS)
-CORRELATION_COLUMNS = ("id", "uuid", "date_processed", *CORRELATION_FIELDS)
-# Rows of getSummary's one query that carry totals rather than a facet's term.
-COUNT_ROW, INSTALLATIONS_ROW = "#count", "#installations"
 LIFECYCLE = ("first_report", "first_build", "last_report")
-MICROSECONDS = 1_000_000
-
-
-def uptimeBucket(uptime: sa.ColumnElement[int]) -> sa.ColumnElement[str]:
-    """The ``uptime`` facet's term for a report: a bucket name, or NULL (no or negative uptime)."""
-    return sa.case(
-        *((sa.and_(uptime >= low, *([] if high is None else [uptime < high])), term)
-          for term, low, high in UPTIME_BUCKETS),
-        else_=sa.null(),
-    )
 
 
 class SignaturesConnectorComponent(DBConnectorComponent):
@@ -89,6 +77,55 @@ class SignaturesConnectorComponent(DBConnectorComponent):
             return written + self._merge(
                 conn, model.signature_versions, keys, [*where, r.product.is_not(None)]
             )
+
+        return self.db.pool.do(thd)
+
+    def updateSummaries(self, day: datetime.date) -> defer.Deferred:
+        """Recompute one UTC day of the facet counts behind :meth:`getSummary` and
+        :meth:`getCorrelations` (``signature_facets``, ``product_facets``) from ``reports``, and
+        mark the day covered in ``rollup_days``; Deferred of the rows written.
+
+        One transaction: the day's ``rollup_days`` row is written first, so a concurrent run of
+        the same day waits for this one, then the day's rows are deleted and regrouped (two
+        ``INSERT ... SELECT``, each one pass over the day's partition). A reader sees the day
+        before or after, never half of it.
+        """
+        try:
+            requireDay(day, "day")
+        except InvalidInputError as error:
+            return defer.fail(error)
+        start = dayStart(day)
+        end = start + DAY
+        model, backend = self.db.model, self.db.backend
+
+        def regroup(conn: sa.Connection, table: sa.Table, fields: tuple[str, ...],
+                    groups: tuple[str, ...],
+                    where: Callable[[Any], list[sa.ColumnElement[bool]]]) -> int:
+            r = self.readable(conn, "reports", start, end).c
+            scope = sa.select(*r[tuple(dict.fromkeys((*SCOPE_COLUMNS, *groups)))]).where(
+                r.date_processed >= start, r.date_processed < end, *where(r)).cte("scope")
+            rows = facetRows(backend, scope, self.readable(conn, "extensions", start, end),
+                             fields, groups).subquery("rows")
+            conn.execute(sa.delete(table).where(table.c.day == day))
+            conn.execute(table.insert().from_select(
+                ["day", *groups, "field", "term", "count"],
+                sa.select(sa.literal(day, sa.Date), *rows.c)))
+            # counted, not the rowcount: SQLite's driver gives -1 for a statement starting
+            # with WITH, Citus the rows selected
+            written = sa.select(sa.func.count()).select_from(table).where(table.c.day == day)
+            return conn.execute(written).scalar_one()
+
+        def thd(conn: sa.Connection) -> int:
+            days = model.rollup_days
+            mark = backend.insert(days).values(rollup=ROLLUP, day=day,
+                                               rolled_at=datetime.datetime.now(UTC))
+            conn.execute(mark.on_conflict_do_update(
+                index_elements=["rollup", "day"], set_={"rolled_at": mark.excluded.rolled_at}))
+            signed = regroup(
+                conn, model.signature_facets, SIGNATURE_FIELDS, ("product", "version", "signature"),
+                lambda r: [r.signature.is_not(None), r.signature != ""])
+            return signed + regroup(conn, model.product_facets, PRODUCT_FIELDS,
+                                    ("product", "version"), lambda r: [r.product.is_not(None)])
 
         return self.db.pool.do(thd)
 
@@ -225,7 +262,7 @@ class SignaturesConnectorComponent(DBConnectorComponent):
 
         return self.db.pool.do(thd)
 
-    # -- reads over the period's reports --
+    # -- reads over the period: the summaries rollup, and the reports of days it lacks --
 
     def getSummary(
         self,
@@ -237,65 +274,27 @@ class SignaturesConnectorComponent(DBConnectorComponent):
     ) -> defer.Deferred:
         """Deferred of ``{count, installations, facets}`` over the signature's reports in the
         period (SPEC 13): ``facets`` maps each of :data:`FACETS` to ``[{term, count,
-        percent}]``, count descending then term (None last)."""
+        percent}]``, count descending then term (None last). Days the summaries rollup covers
+        are read from it, the others from the reports (see :mod:`crashdb.summaries`)."""
         try:
-            start, end = self._readArguments(signature, product, version, start_day, end_day)
+            first, last = self._readArguments(signature, product, version, start_day, end_day)
         except InvalidInputError as error:
             return defer.fail(error)
 
         def thd(conn: sa.Connection) -> dict[str, Any]:
-            scope = self._scope(conn, start, end, product, version, signature, SUMMARY_COLUMNS)
-            query = self._summaryQuery(conn, scope, start, end)
-            summary: dict[str, Any] = {"count": 0, "installations": 0,
-                                       "facets": {facet: [] for facet in FACETS}}
-            for facet, term, count in conn.execute(query):
-                if facet == COUNT_ROW:
-                    summary["count"] = int(count)
-                elif facet == INSTALLATIONS_ROW:
-                    summary["installations"] = int(count)
-                else:
-                    summary["facets"][facet].append({"term": term, "count": int(count)})
-            for terms in summary["facets"].values():
-                for term in terms:
-                    term["percent"] = 100.0 * term["count"] / summary["count"]
-            return summary
+            found = readFacets(
+                conn, self.db.backend, self.readable, self.db.model.signature_facets,
+                (*FACETS, "installation"), first, last,
+                {"signature": signature, "product": product, "version": version})
+            count = found.total()
+            facets = {}
+            for facet in FACETS:
+                terms = sorted(found.terms(facet), key=_byCountThenTerm)
+                facets[facet] = [{"term": term, "count": n, "percent": 100.0 * n / count}
+                                 for term, n in terms]
+            return {"count": count, "installations": found.installations, "facets": facets}
 
         return self.db.pool.do(thd)
-
-    def _summaryQuery(
-        self, conn: sa.Connection, scope: sa.CTE, start: datetime.datetime,
-        end: datetime.datetime,
-    ) -> sa.Select:
-        """One statement: the totals, then (facet, term, count) for every facet's terms."""
-        s = scope.c
-        install = (self.db.backend.epochMicroseconds(s.client_crash_date)
-                   - sa.cast(s.install_age, sa.BigInteger) * MICROSECONDS)
-        term = sa.null().label("term")
-        parts: list[sa.Select] = [
-            sa.select(sa.literal(COUNT_ROW).label("facet"), term, sa.func.count()),
-            sa.select(sa.literal(INSTALLATIONS_ROW), term, sa.func.count(sa.distinct(install))),
-        ]
-        bucket = uptimeBucket(s.uptime)
-        for facet, column in (*((name, s[name]) for name in SUMMARY_FIELDS), ("uptime", bucket)):
-            value = sa.cast(column, sa.Text)
-            parts.append(sa.select(sa.literal(facet), value, sa.func.count()).group_by(value))
-        parts = [part.select_from(scope) for part in parts]
-        e = self.readable(conn, "extensions", start, end).c
-        # a semi-join, so that the planner walks the signature's few reports and looks their
-        # add-ons up by (report_id, date_processed) instead of scanning every add-on of the week
-        reports = sa.tuple_(e.report_id, e.uuid, e.date_processed).in_(
-            sa.select(s.id, s.uuid, s.date_processed))
-        parts.append(
-            sa.select(sa.literal("addon"), e.extension_id,
-                      sa.func.count(sa.distinct(e.report_id)))
-            .where(reports)
-            .group_by(e.extension_id)
-        )
-        rows = sa.union_all(*parts).subquery("rows")
-        return sa.select(rows.c.facet, rows.c.term, rows.c.count).order_by(
-            rows.c.facet, rows.c.count.desc(), rows.c.term.is_(None),
-            self.db.backend.codePointOrder(rows.c.term),
-        )
 
     def getCorrelations(
         self,
@@ -314,105 +313,64 @@ class SignaturesConnectorComponent(DBConnectorComponent):
         fraction of the signature's reports in the period having it, the same among all the
         product's (and version's) reports, and their difference; rows with a difference of at
         least ``min_difference``, by difference descending, then field, then value. ``[]``
-        when the signature has fewer than ``min_count`` reports in the period.
+        when the signature has fewer than ``min_count`` reports in the period. Both sides are
+        counted as :meth:`getSummary` counts (the summaries rollup, and the reports of the
+        days it lacks).
         """
         try:
             if product is None:
                 raise InvalidInputError("a product is required", field="product")
-            start, end = self._readArguments(signature, product, version, start_day, end_day)
+            first, last = self._readArguments(signature, product, version, start_day, end_day)
             if isinstance(min_count, bool) or not isinstance(min_count, int) or min_count < 0:
                 raise InvalidInputError("must be an integer of at least 0", field="min_count")
             if isinstance(min_difference, bool) or not isinstance(min_difference, int | float):
                 raise InvalidInputError("must be a number", field="min_difference")
         except InvalidInputError as error:
             return defer.fail(error)
+        fields = ("product", *CORRELATION_FIELDS, "addon")
 
         def thd(conn: sa.Connection) -> list[dict[str, Any]]:
-            mine = self._scope(conn, start, end, product, version, signature, ("id",))
-            in_signature = conn.execute(sa.select(sa.func.count()).select_from(mine)).scalar_one()
+            model, backend = self.db.model, self.db.backend
+            scope = {"product": product, "version": version}
+            mine = readFacets(conn, backend, self.readable, model.signature_facets, fields,
+                              first, last, {"signature": signature, **scope})
+            in_signature = mine.total()
             if in_signature == 0 or in_signature < min_count:
                 return []
-            scope = self._scope(conn, start, end, product, version, None, CORRELATION_COLUMNS,
-                                mine=signature)
-            query = self._correlationsQuery(conn, scope, in_signature, start, end,
-                                            min_difference)
-            return [{**row, "count": int(row["count"])} for row in conn.execute(query).mappings()]
+            everyone = readFacets(conn, backend, self.readable, model.product_facets, fields,
+                                  first, last, scope)
+            total = everyone.total()
+            rows: list[dict[str, Any]] = []
+            for field in fields[1:]:
+                counts = dict(mine.terms(field))
+                for value, overall in everyone.terms(field):
+                    if value is None:
+                        continue
+                    count = counts.get(value, 0)
+                    fraction = count / in_signature
+                    share = overall / total
+                    if fraction - share >= min_difference:
+                        rows.append({"field": field, "value": value, "count": count,
+                                     "in_signature": fraction, "overall": share,
+                                     "difference": fraction - share})
+            rows.sort(key=lambda row: (-row["difference"], row["field"], row["value"]))
+            return rows
 
         return self.db.pool.do(thd)
-
-    def _correlationsQuery(
-        self, conn: sa.Connection, scope: sa.CTE, in_signature: int,
-        start: datetime.datetime, end: datetime.datetime, min_difference: float,
-    ) -> sa.Select:
-        """(field, value, count, in_signature, overall, difference) above ``min_difference``."""
-        s = scope.c
-        parts: list[sa.Select] = []
-        for field in CORRELATION_FIELDS:
-            value = sa.cast(s[field], sa.Text)
-            parts.append(
-                sa.select(sa.literal(field).label("field"), value.label("value"),
-                          sa.func.sum(s.mine).label("count"), sa.func.count().label("overall"))
-                .where(s[field].is_not(None))
-                .group_by(value)
-            )
-        extensions = self.readable(conn, "extensions", start, end)
-        e = extensions.c
-        parts.append(
-            sa.select(sa.literal("addon"), e.extension_id,
-                      sa.func.count(sa.distinct(sa.case((s.mine == 1, e.report_id)))),
-                      sa.func.count(sa.distinct(e.report_id)))
-            .select_from(scope.join(extensions, sa.and_(
-                e.report_id == s.id, e.uuid == s.uuid, e.date_processed == s.date_processed)))
-            .group_by(e.extension_id)
-        )
-        rows = sa.union_all(*parts).subquery("rows")
-        totals = sa.select(sa.func.count().label("total")).select_from(scope).subquery("totals")
-        fraction = sa.cast(rows.c.count, sa.Float) / in_signature
-        overall = sa.cast(rows.c.overall, sa.Float) / totals.c.total
-        difference = fraction - overall
-        return (
-            sa.select(rows.c.field, rows.c.value, rows.c.count,
-                      fraction.label("in_signature"), overall.label("overall"),
-                      difference.label("difference"))
-            .select_from(rows.join(totals, sa.true()))
-            .where(difference >= min_difference)
-            .order_by(difference.desc(), rows.c.field,
-                      self.db.backend.codePointOrder(rows.c.value))
-        )
 
     # -- shared by the reads --
 
     def _readArguments(
         self, signature: str, product: str | None, version: str | None,
         start_day: datetime.date | None, end_day: datetime.date | None,
-    ) -> tuple[datetime.datetime, datetime.datetime]:
-        """Validate the common arguments; the period as [start, end) datetimes."""
+    ) -> tuple[datetime.date, datetime.date]:
+        """Validate the common arguments; the period's [first, last) days."""
         requireString(signature, "signature", 255)
         if product is not None:
             requireString(product, "product", 30)
         if version is not None:
             requireString(version, "version", 16)
-        start_day, end_day = requirePeriod(start_day, end_day)
-        return dayStart(start_day), dayStart(end_day)
-
-    def _scope(
-        self, conn: sa.Connection, start: datetime.datetime, end: datetime.datetime,
-        product: str | None, version: str | None, signature: str | None,
-        columns: tuple[str, ...], mine: str | None = None,
-    ) -> sa.CTE:
-        """``columns`` of the period's reports (of the product, version and signature given),
-        read from the overlapping partitions only; with ``mine``, also column ``mine``: 1 for
-        the reports of that signature, else 0 (compared once per report, not per use)."""
-        r = self.readable(conn, "reports", start, end).c
-        where = [r.date_processed >= start, r.date_processed < end]
-        if product is not None:
-            where.append(r.product == product)
-        if version is not None:
-            where.append(r.version == version)
-        if signature is not None:
-            where.append(r.signature == signature)
-        flag = [] if mine is None else [sa.case((r.signature == mine, 1), else_=0).label("mine")]
-        return sa.select(*r[columns], *flag).where(*where).cte("scope")
+        return requirePeriod(start_day, end_day)
 
 
 def _keep(newer_wins: sa.ColumnElement[bool], new: Any, old: Any, name: str) -> sa.ColumnElement:
@@ -420,6 +378,12 @@ def _keep(newer_wins: sa.ColumnElement[bool], new: Any, old: Any, name: str) -> 
     stored: NULL-safe min/max of two values, the same SQL on both backends (SQLite's two-
     argument min() returns NULL if either is NULL; PostgreSQL's LEAST ignores NULLs)."""
     return sa.case((newer_wins, new[name]), else_=sa.func.coalesce(old[name], new[name]))
+
+
+def _byCountThenTerm(item: tuple[str | None, int]) -> tuple[int, bool, str]:
+    """A facet's order: count descending, then term by code point, None last."""
+    term, count = item
+    return -count, term is None, term or ""
 
 
 def _requireLimit(limit: Any) -> None:

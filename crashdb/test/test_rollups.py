@@ -9,7 +9,7 @@ import pytest
 import pytest_twisted
 
 from crashdb.rollups import ROLLUPS
-from crashdb.test.test_signatures import bruteLifecycles, readLifecycles
+from crashdb.test.test_signatures import bruteLifecycles, countFacetRows, readLifecycles
 from crashdb.test.test_tcbs import FIRST_DAY, bruteForceDay, readTcbs
 from crashdb.test.test_tcbs import randomReports as randomTcbsReports
 
@@ -34,12 +34,14 @@ def test_run_day_runs_every_rollup_and_matches_brute_force(db):
     days = [FIRST_DAY + n * DAY for n in range(4)]
     for day in days:
         written = yield db.rollups.runDay(day)
-        assert set(written) == {name for name, _, _ in ROLLUPS} == {"tcbs", "signatures"}
+        assert set(written) == {name for name, _, _ in ROLLUPS} \
+            == {"tcbs", "signatures", "summaries"}
         expected = bruteForceDay(rows, day)
         assert {key[1:]: counts for key, counts in (yield readTcbs(db, day)).items()} == expected
         assert written["tcbs"] == len(expected)
         overall, versions = bruteLifecycles(rows, {day})
         assert written["signatures"] == len(overall) + len(versions) > 0
+        assert written["summaries"] == (yield countFacetRows(db, day)) > 0
     assert (yield readLifecycles(db)) == bruteLifecycles(rows, set(days))
 
 
@@ -55,7 +57,9 @@ def test_run_day_is_idempotent_in_any_order(db):
     tcbs, lifecycles = (yield readTcbs(db)), (yield readLifecycles(db))
     for day in reversed(days):
         again = yield db.rollups.runDay(day)
-        assert again == {"tcbs": first[day]["tcbs"], "signatures": 0}  # no lifecycle changes
+        # the same rows again; no lifecycle changes
+        assert again == {"tcbs": first[day]["tcbs"], "signatures": 0,
+                         "summaries": first[day]["summaries"]}
     assert (yield readTcbs(db)) == tcbs
     assert (yield readLifecycles(db)) == lifecycles
 
@@ -63,4 +67,4 @@ def test_run_day_is_idempotent_in_any_order(db):
 @pytest_twisted.inlineCallbacks
 def test_a_day_without_reports_writes_nothing(db):
     written = yield db.rollups.runDay(datetime.date(2012, 10, 16))
-    assert written == {"tcbs": 0, "signatures": 0}
+    assert written == {"tcbs": 0, "signatures": 0, "summaries": 0}

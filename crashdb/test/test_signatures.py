@@ -9,6 +9,7 @@ import random
 import pytest
 import pytest_twisted
 import sqlalchemy as sa
+from twisted.internet import defer
 
 from crashdb.exceptions import InvalidInputError
 from crashdb.signatures import FACETS
@@ -403,6 +404,118 @@ def test_correlations_find_a_planted_addon(db):
                                                 end_day=when.date() + DAY, min_count=41)) == []
 
 
+# -- the summaries rollup behind them -----------------------------------------------------------
+
+
+def countFacetRows(db, day):
+    """Rows of signature_facets and product_facets for ``day``."""
+    tables = (db.model.signature_facets, db.model.product_facets)
+
+    def thd(conn):
+        return sum(conn.execute(sa.select(sa.func.count()).select_from(t).where(t.c.day == day))
+                   .scalar_one() for t in tables)
+
+    return db.pool.do(thd)
+
+
+def readFacetTables(db):
+    """Every row of both facet tables, as sorted tuples (for comparing whole tables)."""
+    tables = (db.model.signature_facets, db.model.product_facets)
+
+    def thd(conn):
+        return [sorted((tuple(map(str, row)) for row in conn.execute(sa.select(t))))
+                for t in tables]
+
+    return db.pool.do(thd)
+
+
+SUMMARY_CASES = [
+    ("js::GC", None, None, DAYS[0], DAYS[9] + DAY),
+    ("js::GC", "Firefox", None, DAYS[2], DAYS[8]),
+    ("strlen", "Firefox", "16.0", DAYS[0], DAYS[5]),
+    ("@0x0", None, "17.0b1", DAYS[3], DAYS[4]),
+]
+CORRELATION_CASES = [
+    ("js::GC", "Firefox", None, DAYS[0], DAYS[9] + DAY, 5, 0.0),
+    ("strlen", "Firefox", "16.0", DAYS[0], DAYS[9] + DAY, 2, -0.1),
+    ("nsFoo::Bar", "Thunderbird", None, DAYS[2], DAYS[9], 3, 0.01),
+]
+
+
+@pytest_twisted.inlineCallbacks
+def assertReadsMatchBruteForce(db, reports, addons):
+    for signature, product, version, start_day, end_day in SUMMARY_CASES:
+        found = yield db.signatures.getSummary(signature, product, version, start_day, end_day)
+        assert found == bruteSummary(reports, addons, signature, product, version, start_day,
+                                     end_day), (signature, product, version, start_day)
+    for case in CORRELATION_CASES:
+        found = yield db.signatures.getCorrelations(*case)
+        assert found == bruteCorrelations(reports, addons, *case), case
+        assert found
+
+
+@pytest_twisted.inlineCallbacks
+def test_summary_and_correlations_are_the_same_over_rolled_up_days(db):
+    rng = random.Random(21)
+    reports, addons = yield seed(db, rng, 600)
+    # some days rolled up (one twice), others not: each read mixes the rollup and the reports
+    for day in (DAYS[0], DAYS[3], DAYS[4], DAYS[4], DAYS[8]):
+        assert (yield db.signatures.updateSummaries(day)) == (yield countFacetRows(db, day)) > 0
+    yield assertReadsMatchBruteForce(db, reports, addons)
+    for day in DAYS:
+        yield db.rollups.runDay(day)
+    yield assertReadsMatchBruteForce(db, reports, addons)
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_rolled_up_day_counts_as_of_its_last_rollup(db):
+    when = datetime.datetime(2012, 10, 16, 12, tzinfo=UTC)
+    period = {"start_day": when.date(), "end_day": when.date() + DAY}
+
+    def crashes(count, signature="s"):
+        return [fakedb.Report(date_processed=when, product="Firefox", signature=signature,
+                              os_name="Linux", uptime=30) for _ in range(count)]
+
+    yield db.insertTestData(crashes(3) + crashes(7, "other"))
+    yield db.signatures.updateSummaries(when.date())
+    yield db.insertTestData(crashes(2))  # stored after the day's rollup
+    summary = yield db.signatures.getSummary("s", **period)
+    assert (summary["count"], summary["facets"]["uptime"]) == (
+        3, [{"term": "< 1 min", "count": 3, "percent": 100.0}])
+    assert (yield db.signatures.getCorrelations("s", "Firefox", min_count=3, **period)) == []
+    yield db.signatures.updateSummaries(when.date())  # the next run counts them
+    assert (yield db.signatures.getSummary("s", **period))["count"] == 5
+    # the day before and after, never rolled up, are read from the reports
+    wider = {"start_day": when.date() - DAY, "end_day": when.date() + 2 * DAY}
+    yield db.insertTestData([fakedb.Report(date_processed=when + DAY, signature="s")])
+    assert (yield db.signatures.getSummary("s", **wider))["count"] == 6
+
+
+@pytest_twisted.inlineCallbacks
+def test_summaries_rollup_is_idempotent_in_any_order(db):
+    rng = random.Random(22)
+    yield seed(db, rng, 300)
+    for day in DAYS:
+        yield db.signatures.updateSummaries(day)
+    tables = yield readFacetTables(db)
+    assert all(tables)
+    for day in reversed(DAYS):
+        yield db.signatures.updateSummaries(day)
+    assert (yield readFacetTables(db)) == tables
+
+
+@pytest_twisted.inlineCallbacks
+def test_concurrent_runs_of_a_day_leave_one_copy(realdb):
+    rng = random.Random(23)
+    yield seed(realdb, rng, 300)
+    yield realdb.signatures.updateSummaries(DAYS[4])
+    once = yield readFacetTables(realdb)
+    counts = yield defer.gatherResults(
+        [realdb.signatures.updateSummaries(DAYS[4]) for _ in range(4)], consumeErrors=True)
+    assert len(set(counts)) == 1 and counts[0] > 0
+    assert (yield readFacetTables(realdb)) == once
+
+
 @pytest.mark.parametrize("call,field", [
     (lambda db: db.signatures.updateSignatures(datetime.datetime(2012, 10, 16, tzinfo=UTC)),
      "day"),
@@ -418,6 +531,7 @@ def test_correlations_find_a_planted_addon(db):
     (lambda db: db.signatures.getCorrelations("s", "Firefox", min_difference="x"),
      "min_difference"),
     (lambda db: db.rollups.runDay("2012-10-16"), "day"),
+    (lambda db: db.signatures.updateSummaries(None), "day"),
 ])
 @pytest_twisted.inlineCallbacks
 def test_bad_input_is_rejected(db, call, field):
