@@ -423,7 +423,7 @@ def readFacetTables(db):
     tables = (db.model.signature_facets, db.model.product_facets)
 
     def thd(conn):
-        return [sorted((tuple(map(str, row)) for row in conn.execute(sa.select(t))))
+        return [sorted(tuple(map(str, row)) for row in conn.execute(sa.select(t)))
                 for t in tables]
 
     return db.pool.do(thd)

@@ -348,10 +348,13 @@ async def signature(self: CrashStats, query: Query, authorized: bool) -> dict[st
     start = datetime.datetime(start_day.year, start_day.month, start_day.day,
                               tzinfo=datetime.UTC)
     end = start + (end_day - start_day)
-    summary, total, daily, correlations = await together([
+    filters = [(column, "=", value) for column, value in
+               (("signature", name), ("product", product), ("version", version)) if value]
+    summary, latest, daily, correlations = await together([
         self.db.signatures.getSummary(name, product=product, version=version, **period),
-        self.db.reports.countReports(product=product, version=version, signature=name,
-                                     start=start, end=end),
+        # the newest reports and how many there are: one index walk back from the end
+        self.db.search.search(start, end, filters=filters, columns=REPORT_COLUMNS,
+                              limit=SIGNATURE_REPORTS),
         defer.ensureDeferred(together([
             self.db.tcbs.getDailyCounts(p, [name], version=version, **period) for p in products
         ])),
@@ -359,9 +362,6 @@ async def signature(self: CrashStats, query: Query, authorized: bool) -> dict[st
         defer.succeed(None) if product is None else
         self.db.signatures.getCorrelations(name, product, version=version, **period),
     ])
-    latest = await self.db.reports.getReports(
-        product=product, version=version, signature=name, start=start, end=end,
-        limit=SIGNATURE_REPORTS, offset=max(0, total - SIGNATURE_REPORTS))
     days = _days(start_day, end_day)
     counts = [sum(column) for column in zip(*(d[name] for d in daily), strict=True)]
     return {
@@ -369,8 +369,8 @@ async def signature(self: CrashStats, query: Query, authorized: bool) -> dict[st
         "lifecycle": lifecycle, "summary": summary, "correlations": correlations,
         "daily": [{"day": day, "count": count}
                   for day, count in zip(days, counts or [0] * len(days), strict=True)],
-        "total": total,
-        "reports": [{column: r[column] for column in REPORT_COLUMNS} for r in reversed(latest)],
+        "total": latest["total"],
+        "reports": latest["hits"],
     }
 
 
