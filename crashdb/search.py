@@ -31,6 +31,7 @@ from crashdb.backends.base import Backend
 from crashdb.base import DBConnectorComponent
 from crashdb.exceptions import InvalidInputError
 from crashdb.partitions import WEEK, readable, weekStart
+from crashdb.summaries import uptimeBucket
 from crashdb.validation import baseType, requireDatetime, requireInteger
 
 UTC = datetime.UTC
@@ -56,9 +57,6 @@ RAW_KEY = re.compile(r"[A-Za-z0-9_]{1,64}")
 HISTOGRAM_DAY = "_histogram.day"
 INSTALLATIONS = "_cardinality.installations"
 UPTIME = "uptime"
-#: the uptime facet's buckets (SPEC §13): (upper bound in seconds, exclusive; term)
-UPTIME_BUCKETS = ((60, "< 1 min"), (300, "1-5 min"), (900, "5-15 min"), (3600, "15-60 min"))
-UPTIME_LONGEST = "> 1 hour"
 MAX_LIMIT = 10_000
 MAX_FACET_SIZE = 10_000
 MAX_VALUES = 500  # values in one `=` or `!=` list
@@ -372,7 +370,7 @@ class _Query:
         ``facet_size``; a report counts once under each term it has."""
         r = self.reports.c
         if field.source == "column":
-            term = self.uptimeBucket(r.uptime) if field.key == UPTIME else r[field.key]
+            term = uptimeBucket(r.uptime) if field.key == UPTIME else r[field.key]
             terms = sa.select(term.label("term")).where(*self.where).subquery("terms")
             count = sa.func.count()
         else:
@@ -397,11 +395,6 @@ class _Query:
             .limit(self.search.facet_size)
         )
         return [{"term": term, "count": count} for term, count in self.conn.execute(query)]
-
-    @staticmethod
-    def uptimeBucket(uptime: sa.ColumnElement) -> sa.ColumnElement[str]:
-        whens = [(uptime < bound, term) for bound, term in UPTIME_BUCKETS]
-        return sa.case((uptime.is_(None), sa.null()), *whens, else_=UPTIME_LONGEST)
 
     def histogram(self) -> list[dict[str, Any]]:
         """``[{term: day, count}]`` for every UTC day of the range, in date order."""

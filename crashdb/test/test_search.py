@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from crashdb import search as searchModule
 from crashdb.exceptions import InvalidInputError
 from crashdb.partitions import WEEK, weekStart
+from crashdb.summaries import UPTIME_BUCKETS
 from crashdb.test.fake import fakedb
 
 pytestmark = pytest.mark.citus  # also on a coordinator with two workers (SPEC 17)
@@ -100,12 +101,11 @@ class World:
 
     @staticmethod
     def uptimeBucket(uptime):
-        if uptime is None:
-            return None
-        for bound, term in searchModule.UPTIME_BUCKETS:
-            if uptime < bound:
+        """SPEC 13's buckets: half-open [low, high) seconds; None, or negative, is no bucket."""
+        for term, low, high in UPTIME_BUCKETS:
+            if uptime is not None and uptime >= low and (high is None or uptime < high):
                 return term
-        return searchModule.UPTIME_LONGEST
+        return None
 
     def facet(self, matching: list[dict], name: str, size: int):
         if name == "_histogram.day":
@@ -171,7 +171,7 @@ def randomRows(rng: random.Random, count: int = 120) -> list[fakedb.Row]:
             signature=rng.choice(SIGNATURES),
             os_name=rng.choice(["Windows NT", "Mac OS X", "Linux", None]),
             build=rng.choice(["20121010", "20121015", None]),
-            uptime=rng.choice([None, 0, 59, 60, 299, 300, 899, 900, 3599, 3600, 100000]),
+            uptime=rng.choice([None, -5, 0, 59, 60, 299, 300, 899, 900, 3599, 3600, 100000]),
             client_crash_date=rng.choice([crashed, crashed, None]),
             install_age=age,
             hangid=rng.choice([None, "", "hang-1"]),
@@ -395,7 +395,7 @@ def test_facets_histogram_installations_and_uptime(db):
     rows.append(fakedb.Report(date_processed=MONDAY + 3 * DAY, install_age=5,
                               client_crash_date=installed, uptime=None))
     rows.append(fakedb.Report(date_processed=MONDAY + 3 * DAY, install_age=None,
-                              client_crash_date=installed))
+                              client_crash_date=installed, uptime=-30))  # a wrong clock: None
     yield db.insertTestData(rows)
     result = yield db.search.search(
         MONDAY, MONDAY + 5 * DAY,
