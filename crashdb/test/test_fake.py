@@ -87,3 +87,21 @@ def test_insert_test_data_orders_by_foreign_keys_and_advances_ids(db):
     assert fresh > 10  # ids handed out later never collide with seeded ones
     plugin = yield db.plugins.findPluginId("g.dll", "G")
     assert plugin > 3
+
+
+@pytest_twisted.inlineCallbacks
+def test_seeded_facet_rows_are_what_a_rolled_up_day_reads(db):
+    """A front end's test can seed a signature's summary without any reports."""
+    day = fakedb.DEFAULT_DATE.date()
+    yield db.insertTestData([
+        fakedb.RollupDay(day=day),
+        fakedb.SignatureFacet(day=day, signature="s", field="product", term="Firefox", count=4),
+        fakedb.SignatureFacet(day=day, signature="s", field="os_name", term="Linux", count=3),
+        fakedb.SignatureFacet(day=day, signature="s", field="os_name", term=None, count=1),
+        fakedb.SignatureFacet(day=day, signature="s", field="installation", term="1", count=4),
+    ])
+    summary = yield db.signatures.getSummary("s", start_day=day,
+                                             end_day=day + datetime.timedelta(days=1))
+    assert (summary["count"], summary["installations"]) == (4, 1)
+    assert summary["facets"]["os_name"] == [{"term": "Linux", "count": 3, "percent": 75.0},
+                                            {"term": None, "count": 1, "percent": 25.0}]

@@ -187,6 +187,43 @@ class ProductAdu(Row):
     }
 
 
+class SignatureFacet(Row):
+    """A day's count of a signature's reports having ``term`` for ``field``; read for the days
+    a :class:`RollupDay` of ``summaries`` marks (see crashdb.summaries)."""
+
+    table = "signature_facets"
+    defaults: ClassVar[dict[str, Any]] = {
+        "day": DEFAULT_DATE.date(),
+        "signature": "sig",
+        "product": "Firefox",
+        "version": "1.0",
+        "field": "product",
+        "term": "Firefox",
+        "count": 1,
+    }
+
+
+class ProductFacet(Row):
+    table = "product_facets"
+    defaults: ClassVar[dict[str, Any]] = {
+        "day": DEFAULT_DATE.date(),
+        "product": "Firefox",
+        "version": "1.0",
+        "field": "product",
+        "term": "Firefox",
+        "count": 1,
+    }
+
+
+class RollupDay(Row):
+    table = "rollup_days"
+    defaults: ClassVar[dict[str, Any]] = {
+        "rollup": "summaries",
+        "day": DEFAULT_DATE.date(),
+        "rolled_at": DEFAULT_DATE,
+    }
+
+
 def _insertionOrder() -> dict[str, int]:
     """Tables in foreign-key order, the partitioned ones after what they reference."""
     plain = [t.name for t in model.metadata.sorted_tables if t.name not in model.PARTITIONED_TABLES]
@@ -297,11 +334,14 @@ __all__ = [
     "PluginReport",
     "Processor",
     "ProductAdu",
+    "ProductFacet",
     "ProductVersion",
     "RawCrash",
     "Report",
     "Row",
+    "RollupDay",
     "Signature",
+    "SignatureFacet",
     "SignatureVersion",
     "Tcbs",
     "TestDataMixin",
