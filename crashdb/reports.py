@@ -505,17 +505,22 @@ class ReportsConnectorComponent(DBConnectorComponent):
         end: datetime.datetime | None = None,
         limit: int | None = None,
         offset: int = 0,
+        newestFirst: bool = False,
     ) -> defer.Deferred:
-        """Deferred of the matching reportdicts ordered by (date_processed, id); ``start``
+        """Deferred of the matching reportdicts ordered by (date_processed, id), or the reverse
+        with ``newestFirst`` (the latest few, read from the end of the date index); ``start``
         inclusive, ``end`` exclusive; only the overlapping partitions are read."""
         validateFilters(product, version, signature, start, end, limit, offset)
+        if not isinstance(newestFirst, bool):
+            raise InvalidInputError("must be True or False", field="newestFirst")
 
         def thd(conn: sa.Connection) -> list[dict]:
             source, conditions = self._filtered(conn, product, version, signature, start, end)
+            order = [source.c.date_processed, source.c.id]
             query = (
                 sa.select(source)
                 .where(*conditions)
-                .order_by(source.c.date_processed, source.c.id)
+                .order_by(*(column.desc() if newestFirst else column for column in order))
                 .limit(limit)
                 .offset(offset)
             )

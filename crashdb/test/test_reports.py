@@ -215,6 +215,14 @@ def test_get_reports_filters_orders_and_pages(db):
     assert (yield db.reports.countReports(product="Firefox", version="1.0",
                                           start=rows[3]["date_processed"])) == 4
     assert (yield db.reports.countReports(product="Nothing")) == 0
+    newest = yield db.reports.getReports(product="Firefox", limit=3, newestFirst=True)
+    assert [r["uuid"] for r in newest] == ["u09", "u07", "u05"]
+    # ties in date_processed: by id, descending too (the exact reverse of the default order)
+    yield db.reports.addReports([report(uuid=f"t{i}", when=TUESDAY, signature="tie")
+                                 for i in range(3)])
+    tied = yield db.reports.getReports(signature="tie")
+    assert [r["uuid"] for r in (yield db.reports.getReports(signature="tie", newestFirst=True))
+            ] == [r["uuid"] for r in reversed(tied)]
 
 
 @pytest_twisted.inlineCallbacks
@@ -229,6 +237,9 @@ def test_bad_filters_are_rejected(db):
         yield db.reports.getReports(start=datetime.datetime(2012, 1, 1))
     with pytest.raises(InvalidInputError):
         yield db.reports.getReports(limit=-1)
+    with pytest.raises(InvalidInputError) as raised:
+        yield db.reports.getReports(newestFirst="yes")
+    assert raised.value.field == "newestFirst"
     with pytest.raises(InvalidInputError):
         yield db.reports.countReports(product=5)
     with pytest.raises(InvalidInputError):

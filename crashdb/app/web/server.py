@@ -348,13 +348,12 @@ async def signature(self: CrashStats, query: Query, authorized: bool) -> dict[st
     start = datetime.datetime(start_day.year, start_day.month, start_day.day,
                               tzinfo=datetime.UTC)
     end = start + (end_day - start_day)
-    filters = [(column, "=", value) for column, value in
-               (("signature", name), ("product", product), ("version", version)) if value]
     summary, latest, daily, correlations = await together([
         self.db.signatures.getSummary(name, product=product, version=version, **period),
-        # the newest reports and how many there are: one index walk back from the end
-        self.db.search.search(start, end, filters=filters, columns=REPORT_COLUMNS,
-                              limit=SIGNATURE_REPORTS),
+        # the newest reports: read back from the end of the signature's index, never counted
+        self.db.reports.getReports(product=product, version=version, signature=name,
+                                   start=start, end=end, limit=SIGNATURE_REPORTS,
+                                   newestFirst=True),
         defer.ensureDeferred(together([
             self.db.tcbs.getDailyCounts(p, [name], version=version, **period) for p in products
         ])),
@@ -369,8 +368,8 @@ async def signature(self: CrashStats, query: Query, authorized: bool) -> dict[st
         "lifecycle": lifecycle, "summary": summary, "correlations": correlations,
         "daily": [{"day": day, "count": count}
                   for day, count in zip(days, counts or [0] * len(days), strict=True)],
-        "total": latest["total"],
-        "reports": latest["hits"],
+        "total": summary["count"],
+        "reports": [{column: r[column] for column in REPORT_COLUMNS} for r in latest],
     }
 
 
