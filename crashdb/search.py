@@ -31,8 +31,14 @@ from crashdb.backends.base import Backend
 from crashdb.base import DBConnectorComponent
 from crashdb.exceptions import InvalidInputError
 from crashdb.partitions import WEEK, readable, weekStart
-from crashdb.summaries import uptimeBucket
-from crashdb.validation import baseType, requireDatetime, requireInteger
+from crashdb.summaries import COLUMN_FIELDS, readFacets, uptimeBucket
+from crashdb.validation import (
+    baseType,
+    requireDatetime,
+    requireInteger,
+    requirePeriod,
+    requireString,
+)
 
 UTC = datetime.UTC
 DAY = datetime.timedelta(days=1)
@@ -421,6 +427,11 @@ class _Query:
         return self.conn.execute(query).scalar_one()
 
 
+#: the facets a search of whole days, filtered on no more than product, version and signature,
+#: can take from the summaries rollup (rolledUpFacets): every column the rollup counts
+ROLLED_UP_FACETS = (*COLUMN_FIELDS, "signature", UPTIME, HISTOGRAM_DAY)
+
+
 class SearchConnectorComponent(DBConnectorComponent):
     """``db.search``: filtered, faceted, paged reads of the reports of a date range."""
 
@@ -457,5 +468,71 @@ class SearchConnectorComponent(DBConnectorComponent):
                 "hits": query.hits(),
                 "facets": {name: query.facet(facet) for name, facet in checked.facets},
             }
+
+        return self.db.pool.doReplicaRead(thd)
+
+    def rolledUpFacets(
+        self,
+        product: str,
+        start_day: datetime.date | None = None,
+        end_day: datetime.date | None = None,
+        version: str | None = None,
+        signature: str | None = None,
+        facets: Sequence[str] = ("signature",),
+        facet_size: int = 10,
+    ) -> defer.Deferred:
+        """The facets :meth:`search` would give for the reports of ``product`` (and ``version``,
+        ``signature``) in the whole UTC days [start_day, end_day), counted by the summaries
+        rollup for the days it covers and from the reports for the others (as the signature
+        summary is: a covered day counts as of its last rollup; see crashdb.summaries).
+
+        Deferred of ``{facets, total}``: ``facets`` maps each name of ``facets`` (any of
+        :data:`ROLLED_UP_FACETS`) to search's shape (``[{term, count}]``, count descending,
+        then term, None last, at most ``facet_size``; ``_histogram.day`` every day in order);
+        ``total`` is the reports counted. A page of a product's week reads a few thousand rows
+        instead of a million reports.
+        """
+        try:
+            requireString(product, "product", model.reports.c.product)
+            for name, value in (("version", version), ("signature", signature)):
+                if value is not None:
+                    requireString(value, name, model.reports.c[name])
+            first, last = requirePeriod(start_day, end_day)
+            names = list(_sequence(facets, "facets", MAX_FILTERS))
+            for name in names:
+                if name not in ROLLED_UP_FACETS:
+                    raise InvalidInputError(
+                        f"{name!r} is not kept by the rollup (one of "
+                        f"{', '.join(ROLLED_UP_FACETS)})", field="facets")
+            _count(facet_size, "facet_size", 1, MAX_FACET_SIZE)
+        except InvalidInputError as error:
+            return defer.fail(error)
+        fields = tuple(name for name in names if name not in (HISTOGRAM_DAY, "signature"))
+        if signature is None and "signature" in names:
+            fields += ("signature",)
+        table = model.product_facets if signature is None else model.signature_facets
+        equal = {"product": product, "version": version, "signature": signature}
+        if signature is None:
+            del equal["signature"]
+
+        def thd(conn: sa.Connection) -> dict[str, Any]:
+            found = readFacets(conn, self.db.backend, self.readable, table,
+                               tuple(dict.fromkeys(("product", *fields))), first, last, equal,
+                               daily=HISTOGRAM_DAY in names)
+            total = found.total()
+            answer: dict[str, Any] = {}
+            for name in names:
+                if name == HISTOGRAM_DAY:
+                    answer[name] = [{"term": first + n * DAY,
+                                     "count": found.daily.get(first + n * DAY, 0)}
+                                    for n in range((last - first).days)]
+                    continue
+                terms = [(signature, total)] if name == "signature" and signature is not None \
+                    and total else found.terms(name)
+                ranked = sorted(terms, key=lambda item: (-item[1], item[0] is None,
+                                                         item[0] or ""))
+                answer[name] = [{"term": term, "count": count}
+                                for term, count in ranked[:facet_size]]
+            return {"total": total, "facets": answer}
 
         return self.db.pool.doReplicaRead(thd)

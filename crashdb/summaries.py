@@ -40,13 +40,13 @@ COLUMN_FIELDS = ("product", "version", "os_name", "os_version", "cpu_name", "cpu
                  "flash_version", "build", "process_type", "release_channel", "reason")
 # Counted per signature: the summary's facets, the correlations' fields, install times.
 SIGNATURE_FIELDS = (*COLUMN_FIELDS, "uptime", "addon", "installation")
-# Counted per product: the correlations' fields, and ``product`` for the total.
-PRODUCT_FIELDS = ("product", "os_version", "cpu_info", "flash_version", "process_type",
-                  "release_channel", "build", "addon")
+# Counted per product: the correlations' fields (``product``'s one term counts every report),
+# and what a search of a product's days facets on (search.rolledUpFacets).
+PRODUCT_FIELDS = (*COLUMN_FIELDS, "signature", "uptime", "addon")
 # What facetRows reads of a report: the key tying it to its add-ons (uuid: co-located on
 # Citus), the install time's parts, and the columns counted.
 SCOPE_COLUMNS = ("id", "uuid", "date_processed", "client_crash_date", "install_age", "uptime",
-                 *COLUMN_FIELDS)
+                 "signature", *COLUMN_FIELDS)
 MICROSECONDS = 1_000_000
 # A component's ``readable``: what to read a partitioned parent's rows of [start, end) from.
 Readable = Callable[[sa.Connection, str, datetime.datetime, datetime.datetime], sa.FromClause]
@@ -130,11 +130,14 @@ def uncoveredRanges(first: datetime.date, last: datetime.date, covered: set[date
 
 class FacetCounts:
     """``(field, term) → count`` over a period, per the rollup where it covers the period's
-    days and per the reports elsewhere; ``installations`` when asked for."""
+    days and per the reports elsewhere; ``installations`` and ``daily`` (reports per day)
+    when asked for."""
 
-    def __init__(self, counts: dict[tuple[str, str | None], int], installations: int) -> None:
+    def __init__(self, counts: dict[tuple[str, str | None], int], installations: int,
+                 daily: dict[datetime.date, int] | None = None) -> None:
         self.counts = counts
         self.installations = installations
+        self.daily = daily or {}
 
     def total(self) -> int:
         """Every report counted: each has one ``product`` term (NULL included)."""
@@ -147,35 +150,45 @@ class FacetCounts:
 def readFacets(
     conn: sa.Connection, backend: Backend, readable: Readable, table: sa.Table,
     fields: Sequence[str], first: datetime.date, last: datetime.date,
-    equal: Mapping[str, str | None],
+    equal: Mapping[str, str | None], daily: bool = False,
 ) -> FacetCounts:
     """The counts of ``fields`` over [first, last) of the reports whose columns equal
     ``equal``'s values (None: any), from ``table`` (signature_facets or product_facets) for the
     covered days and from the reports (via ``readable(conn, parent, start, end)``) for the
-    others, in one statement."""
+    others, in one statement; with ``daily``, also the reports of each day, in a second."""
     covered = coveredDays(conn, first, last)
+    ranges = uncoveredRanges(first, last, covered)
+    t = table.c
+    stored = [t.day >= first, t.day < last,
+              *(t[name] == value for name, value in equal.items() if value is not None)]
     parts: list[sa.Select | sa.CompoundSelect] = []
     if covered:
-        t = table.c
-        parts.append(
-            sa.select(t.field, t.term, t.count)
-            .where(t.day >= first, t.day < last, t.field.in_(fields),
-                   *(t[name] == value for name, value in equal.items() if value is not None)))
-    ranges = uncoveredRanges(first, last, covered)
+        parts.append(sa.select(t.field, t.term, t.count).where(*stored, t.field.in_(fields)))
     if ranges:
         start, end = ranges[0][0], ranges[-1][1]
         r = readable(conn, "reports", start, end).c
-        scope = (
-            sa.select(*r[SCOPE_COLUMNS])
-            .where(sa.or_(*(sa.and_(r.date_processed >= low, r.date_processed < high)
-                            for low, high in ranges)),
-                   *(r[name] == value for name, value in equal.items() if value is not None))
-            .cte("scope"))
-        live = facetRows(backend, scope, readable(conn, "extensions", start, end), fields
-                         ).subquery("live")
-        parts.append(sa.select(live.c.field, live.c.term, live.c["count"]))
+        live = [sa.or_(*(sa.and_(r.date_processed >= low, r.date_processed < high)
+                         for low, high in ranges)),
+                *(r[name] == value for name, value in equal.items() if value is not None)]
+        scope = sa.select(*r[tuple(dict.fromkeys((*SCOPE_COLUMNS, *equal)))]).where(*live) \
+            .cte("scope")
+        grouped = facetRows(backend, scope, readable(conn, "extensions", start, end), fields
+                            ).subquery("live")
+        parts.append(sa.select(grouped.c.field, grouped.c.term, grouped.c["count"]))
+    days: dict[datetime.date, int] = {}
+    if daily:
+        if covered:
+            query = sa.select(t.day, sa.func.sum(t.count)).where(*stored, t.field == "product") \
+                .group_by(t.day)
+            days.update(conn.execute(query).all())
+        if ranges:
+            day = backend.utcDay(r.date_processed)
+            for when, count in conn.execute(sa.select(day, sa.func.count()).where(*live)
+                                            .group_by(day)):
+                days[when if isinstance(when, datetime.date)
+                     else datetime.date.fromisoformat(when)] = count
     if not parts:
-        return FacetCounts({}, 0)
+        return FacetCounts({}, 0, days)
     rows = sa.union_all(*parts).cte("rows") if len(parts) > 1 else parts[0].cte("rows")
     c = rows.c
     summed = (sa.select(c.field, c.term, sa.func.sum(c["count"]))
@@ -190,4 +203,4 @@ def readFacets(
             found = int(count)
         else:
             counts[field, term] = int(count)
-    return FacetCounts(counts, found)
+    return FacetCounts(counts, found, {day: int(count) for day, count in days.items()})

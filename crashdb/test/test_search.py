@@ -555,3 +555,66 @@ def test_bad_arguments_name_the_field(kw, field):
     db.search.search(**arguments).addErrback(failures.append)  # the fake answers at once
     assert failures and failures[0].check(InvalidInputError)
     assert failures[0].value.field == field
+
+
+# -- the facets a rollup keeps ----------------------------------------------------------------
+
+
+ROLLED_UP_CASES = [  # (product, version, signature, first day, days)
+    ("Firefox", None, None, MONDAY.date() - 2 * DAY, 10),
+    ("Firefox", "16.0", None, MONDAY.date(), 7),
+    ("Thunderbird", None, "js::GC", MONDAY.date() - 2 * DAY, 10),
+    ("Firefox", "17.0b3", "nsFoo::Bar", MONDAY.date() + DAY, 3),
+    ("", None, None, MONDAY.date() - 2 * DAY, 10),
+]
+
+
+@pytest_twisted.inlineCallbacks
+def assertRolledUpFacetsAreTheSearchs(db):
+    for product, version, signature, first, days in ROLLED_UP_CASES:
+        filters = [(field, "=", value) for field, value in
+                   (("product", product), ("version", version), ("signature", signature))
+                   if value is not None]
+        for size in (3, 100):
+            start = datetime.datetime(first.year, first.month, first.day, tzinfo=UTC)
+            expected = yield db.search.search(start, start + days * DAY, filters=filters,
+                                              facets=searchModule.ROLLED_UP_FACETS,
+                                              facet_size=size, limit=0)
+            got = yield db.search.rolledUpFacets(
+                product, first, first + days * DAY, version, signature,
+                facets=searchModule.ROLLED_UP_FACETS, facet_size=size)
+            assert got == {"total": expected["total"], "facets": expected["facets"]}, \
+                (product, version, signature, size)
+            assert got["total"] > 0 or product == ""
+
+
+@pytest_twisted.inlineCallbacks
+def test_rolled_up_facets_are_the_searchs_facets(db):
+    rng = random.Random(30)
+    yield db.insertTestData(randomRows(rng, 400))
+    yield assertRolledUpFacetsAreTheSearchs(db)  # nothing rolled up: all from the reports
+    first = MONDAY.date() - 2 * DAY
+    for day in (first, first + 3 * DAY, first + 4 * DAY, first + 9 * DAY):
+        yield db.signatures.updateSummaries(day)
+    yield assertRolledUpFacetsAreTheSearchs(db)  # some days from the rollup
+    for n in range(10):
+        yield db.signatures.updateSummaries(first + n * DAY)
+    yield assertRolledUpFacetsAreTheSearchs(db)  # all from the rollup
+
+
+@pytest.mark.parametrize("kw,field", [
+    ({"product": None}, "product"),
+    ({"version": 16}, "version"),
+    ({"signature": "x" * 256}, "signature"),
+    ({"facets": ["addon"]}, "facets"),
+    ({"facets": ["_cardinality.installations"]}, "facets"),
+    ({"facets": "signature"}, "facets"),
+    ({"facet_size": 0}, "facet_size"),
+    ({"start_day": MONDAY.date(), "end_day": MONDAY.date()}, "start_day"),
+])
+def test_rolled_up_facets_refuse_what_the_rollup_cannot_answer(kw, field):
+    db = fakedb.FakeDBConnector()
+    failures = []
+    db.search.rolledUpFacets(**{"product": "Firefox", **kw}).addErrback(failures.append)
+    assert failures and failures[0].check(InvalidInputError)
+    assert failures[0].value.field == field

@@ -300,6 +300,27 @@ def test_search_api_equals_the_component(site, db):
     assert answer["total"] == found["total"] > 20
     assert answer["hits"] == roundTrip(found["hits"])
     assert answer["facets"] == roundTrip(found["facets"])
+    assert answer["rolled_up"] is False  # an uptime filter: the rollup cannot answer it
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_product_search_takes_its_facets_from_the_rollup(site, db):
+    answer = site.server.json("/api/search?product=Firefox&version=17.0b3&days=14"
+                              "&facet=signature,os_name,uptime&limit=20")
+    assert answer["rolled_up"] is True
+    period = _period(14)
+    start = datetime.datetime.combine(period["start_day"], datetime.time(), UTC)
+    end = datetime.datetime.combine(period["end_day"], datetime.time(), UTC)
+    facets = ["signature", "os_name", "uptime", "_histogram.day"]
+    rolled = yield db.search.rolledUpFacets("Firefox", version="17.0b3", facets=facets,
+                                            **period)
+    found = yield db.search.search(start, end, facets=facets, limit=20, filters=[
+        ("product", "=", "Firefox"), ("version", "=", "17.0b3")])
+    assert answer["facets"] == roundTrip(rolled["facets"])
+    # every day was rolled up after its reports were stored: the same as counting them
+    assert rolled["facets"] == found["facets"] and rolled["total"] == found["total"] > 20
+    assert answer["total"] == found["total"]
+    assert answer["hits"] == roundTrip(found["hits"])
 
 
 def test_search_with_a_token_may_name_personal_fields(site):

@@ -39,6 +39,7 @@ from crashdb.app.web.privacy import (
 )
 from crashdb.app.web.query import DAY, Query, searchFields, today
 from crashdb.exceptions import InvalidInputError
+from crashdb.search import ROLLED_UP_FACETS
 
 HERE = pathlib.Path(__file__).parent
 SECURITY_HEADERS = {
@@ -54,6 +55,7 @@ SPARK_DAYS = 14
 REPORT_COLUMNS = ("uuid", "date_processed", "product", "version", "build", "os_name",
                   "reason", "uptime")
 SIGNATURE_REPORTS = 50
+MIDNIGHT = datetime.time(tzinfo=datetime.UTC)
 HTML = b"text/html; charset=utf-8"
 JSON = b"application/json"
 
@@ -381,8 +383,40 @@ async def search(self: CrashStats, query: Query, authorized: bool) -> dict[str, 
         refusePersonalFields(searchFields(arguments))
     if "_histogram.day" not in arguments["facets"]:
         arguments["facets"] = [*arguments["facets"], "_histogram.day"]
-    found = await self.db.search.search(**arguments)
-    return {"query": arguments, **found}
+    question = rolledUpQuestion(arguments)
+    if question is None:
+        found = await self.db.search.search(**arguments)
+        return {"query": arguments, **found, "rolled_up": False}
+    # a product's (version's, signature's) days: the facets from the summaries rollup, the
+    # total and the hits from the reports (a week of a million: 0.2 s instead of 1.7 s)
+    found, rolled = await together([
+        self.db.search.search(**{**arguments, "facets": []}),
+        self.db.search.rolledUpFacets(**question),
+    ])
+    return {"query": arguments, "total": found["total"], "hits": found["hits"],
+            "facets": rolled["facets"], "rolled_up": True}
+
+
+def rolledUpQuestion(arguments: dict[str, Any]) -> dict[str, Any] | None:
+    """``search.rolledUpFacets``'s arguments for a search whose facets the rollup keeps: whole
+    days (the page's ranges always are), one product, at most one version and signature, and
+    no other filter; else None."""
+    equal: dict[str, str] = {}
+    for field, op, value in arguments["filters"]:
+        if isinstance(value, list | tuple) and len(value) == 1:
+            value = value[0]
+        if field not in ("product", "version", "signature") or op != "=" or field in equal \
+                or not isinstance(value, str):
+            return None
+        equal[field] = value
+    facets = arguments["facets"]
+    if "product" not in equal or not set(facets) <= set(ROLLED_UP_FACETS):
+        return None
+    start, end = arguments["start"], arguments["end"]
+    if start.timetz() != MIDNIGHT or end.timetz() != MIDNIGHT:
+        return None
+    return {**equal, "start_day": start.date(), "end_day": end.date(), "facets": facets,
+            "facet_size": arguments["facet_size"]}
 
 
 @view("/explosive/<product>", "explosive.html", cached=True)
