@@ -9,7 +9,8 @@ one UTC day once into two tables:
 - ``signature_facets``: per (day, signature, product, version), how many reports have each term
   of each field of :data:`SIGNATURE_FIELDS` (``installation``: each distinct install time);
 - ``product_facets``: the same per (day, product, version) over all the product's reports, for
-  :data:`PRODUCT_FIELDS` (``product``'s one term counts them all);
+  :data:`PRODUCT_FIELDS` (``product``'s one term counts them all): the correlations' baseline,
+  and the facets of a search of a product's days (``search.rolledUpFacets``);
 
 and marks the day in ``rollup_days``, in the same transaction. A read takes the covered days
 from those tables and every other day (today before its first rollup, a day never rolled up)
