@@ -83,12 +83,17 @@ def facetRows(
     for field in fields:
         if field == "addon":
             e = extensions.c
-            parts.append(
-                sa.select(*keys, sa.literal(field).label("field"), e.extension_id.label("term"),
-                          sa.func.count(sa.distinct(e.report_id)).label("count"))
-                .select_from(scope.join(extensions, sa.and_(
+            addons = sa.select(*keys, sa.literal(field).label("field"),
+                               e.extension_id.label("term"),
+                               sa.func.count(sa.distinct(e.report_id)).label("count"))
+            if keys:  # a day's reports, and their add-ons: one join
+                addons = addons.select_from(scope.join(extensions, sa.and_(
                     e.report_id == s.id, e.uuid == s.uuid, e.date_processed == s.date_processed)))
-                .group_by(*keys, e.extension_id))
+            else:  # a few reports, say one signature's: a semi-join, so that the planner walks
+                # them and looks their add-ons up by key instead of reading every add-on
+                addons = addons.where(sa.tuple_(e.report_id, e.uuid, e.date_processed).in_(
+                    sa.select(s.id, s.uuid, s.date_processed)))
+            parts.append(addons.group_by(*keys, e.extension_id))
             continue
         where: list[sa.ColumnElement[bool]] = []
         if field == "uptime":
