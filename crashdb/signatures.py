@@ -290,7 +290,8 @@ class SignaturesConnectorComponent(DBConnectorComponent):
             facets = {}
             for facet in FACETS:
                 terms = sorted(found.terms(facet), key=_byCountThenTerm)
-                facets[facet] = [{"term": term, "count": n, "percent": 100.0 * n / count}
+                facets[facet] = [{"term": term, "count": n,
+                                  "percent": 100.0 * n / count if count else 0.0}
                                  for term, n in terms]
             return {"count": count, "installations": found.installations, "facets": facets}
 
@@ -348,7 +349,7 @@ class SignaturesConnectorComponent(DBConnectorComponent):
                         continue
                     count = counts.get(value, 0)
                     fraction = count / in_signature
-                    share = overall / total
+                    share = overall / total if total else 0.0
                     if fraction - share >= min_difference:
                         rows.append({"field": field, "value": value, "count": count,
                                      "in_signature": fraction, "overall": share,

@@ -105,3 +105,17 @@ def test_seeded_facet_rows_are_what_a_rolled_up_day_reads(db):
     assert (summary["count"], summary["installations"]) == (4, 1)
     assert summary["facets"]["os_name"] == [{"term": "Linux", "count": 3, "percent": 75.0},
                                             {"term": None, "count": 1, "percent": 25.0}]
+
+
+@pytest_twisted.inlineCallbacks
+def test_seeded_facets_without_a_count_do_not_divide_by_zero(db):
+    day = fakedb.DEFAULT_DATE.date()
+    yield db.insertTestData([fakedb.RollupDay(day=day), fakedb.ProductFacet(day=day, field="build",
+                                                                            term="1", count=2),
+                             fakedb.SignatureFacet(day=day, signature="s", field="build",
+                                                   term="1", count=2)])
+    period = {"start_day": day, "end_day": day + datetime.timedelta(days=1)}
+    summary = yield db.signatures.getSummary("s", **period)
+    assert summary["count"] == 0 and summary["facets"]["build"] == [
+        {"term": "1", "count": 2, "percent": 0.0}]
+    assert (yield db.signatures.getCorrelations("s", "Firefox", min_count=0, **period)) == []
