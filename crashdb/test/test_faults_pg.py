@@ -7,7 +7,6 @@ These tests run a PostgreSQL server of their own (:func:`faults.crashableServer`
 
 from __future__ import annotations
 
-import itertools
 import logging
 import time
 
@@ -20,10 +19,7 @@ from twisted.internet import defer
 from crashdb.connector import DBConnector
 from crashdb.exceptions import CommitOutcomeUnknownError, CrashDBError, DatabaseUnavailableError
 from crashdb.test.util import faults
-from crashdb.test.util.db import upgradeUrl
 from crashdb.test.util.faults import FIRST_WEEK, Ingest, inThread, report, sleep
-
-_names = itertools.count(1)
 
 
 @pytest.fixture(scope="module")
@@ -36,15 +32,8 @@ def server():
 @pytest.fixture
 def url(server):
     """A migrated database of its own on the crashable server."""
-    server.start()  # a no-op unless an earlier test left it down
-    url = server.createDatabase(f"faults_{next(_names)}")
-    upgradeUrl(url)
-    yield url
-    server.start()
-    admin = faults.adminEngine(server.url)
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'DROP DATABASE "{sa.make_url(url).database}" WITH (FORCE)')
-    admin.dispose()
+    with faults.migratedDatabase(server, "faults") as url:
+        yield url
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ from alembic import command
 
 from crashdb import migrate, model, partitions
 from crashdb.backends import createEngine
+from crashdb.test.test_migration_002 import _tablesNamed
 from crashdb.test.test_schema import differences
 from crashdb.test.util.db import upgradeTo, useModelBefore007
 
@@ -57,7 +58,10 @@ def test_upgrade_fills_each_add_on_with_its_reports_uuid(emptyUrl, modelBefore00
                 "SELECT report_id, uuid FROM plugins_reports_20121015")).all()
             assert [tuple(row) for row in extensions] == [(7, "u-seven"), (8, "u-eight")]
             assert [tuple(row) for row in plugins] == [(8, "u-eight")]
-            assert differences(conn, partitions.weekTables(WEEK, backend)) == []
+            # what 007 changed matches the model (later migrations' tables are not there yet)
+            changed = {f"{name}{suffix}" for name in CHILDREN for suffix in ("", "_20121015")}
+            assert [d for d in differences(conn, partitions.weekTables(WEEK, backend))
+                    if changed & set(_tablesNamed(d))] == []
         with engine.begin() as conn:
             command.downgrade(migrate.alembicConfig(conn), "006")
             for table in ("extensions", "extensions_20121015", "plugins_reports_20121015"):

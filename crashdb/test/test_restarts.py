@@ -34,16 +34,8 @@ def server():
 
 @pytest.fixture
 def url(server):
-    server.start()
-    name = f"restarts_{os.getpid()}_{time.monotonic_ns()}"
-    url = server.createDatabase(name)
-    upgradeUrl(url)
-    yield url
-    server.start()
-    admin = faults.adminEngine(server.url)
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'DROP DATABASE "{name}" WITH (FORCE)')
-    admin.dispose()
+    with faults.migratedDatabase(server, "restarts") as url:
+        yield url
 
 
 @pytest_twisted.inlineCallbacks

@@ -13,6 +13,7 @@ crash keeps what the kernel was given; surviving an OS crash needs ``fsync = on`
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import itertools
 import json
@@ -22,7 +23,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,7 +34,7 @@ from twisted.internet import defer, reactor, task, threads
 from crashdb import model
 from crashdb.connector import DBConnector
 from crashdb.partitions import WEEK
-from crashdb.test.util.db import requirePostgres
+from crashdb.test.util.db import requirePostgres, upgradeUrl
 from crashdb.test.util.pgserver import DEFAULT_SETTINGS, PostgresServer
 
 UTC = datetime.UTC
@@ -59,6 +60,25 @@ def crashableServer() -> PostgresServer:
             pytest.fail(f"CRASHDB_REQUIRE_PG=1 but PostgreSQL would not start: {error}")
         pytest.skip(f"cannot start PostgreSQL: {error}")
     return server
+
+
+@contextlib.contextmanager
+def migratedDatabase(server: PostgresServer, prefix: str) -> Iterator[str]:
+    """The URL of a migrated database of its own on the crashable ``server``, dropped with its
+    sessions afterwards; the server is started first (and again before the drop) in case a
+    test left it down."""
+    server.start()  # a no-op unless an earlier test left it down
+    name = f"{prefix}_{os.getpid()}_{time.monotonic_ns()}"
+    url = server.createDatabase(name)
+    upgradeUrl(url)
+    try:
+        yield url
+    finally:
+        server.start()
+        admin = adminEngine(server.url)
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE "{name}" WITH (FORCE)')
+        admin.dispose()
 
 
 def adminEngine(url: str) -> sa.Engine:
