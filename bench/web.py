@@ -1,12 +1,13 @@
 """crash-stats benchmark: every page and API call of ``crashdb serve`` against the component
 calls it renders, measured in the same run, then under concurrent clients.
 
-Run as ``python bench/web.py [--db POSTGRES_URL] [--reports N] [--clients 20] [--seconds S]``
-(a throwaway PostgreSQL otherwise). A week of ``--reports`` crashes is loaded through the bulk
-path (``db.reports.addReports``): a pool of the demo's crashes (processed, with one exploding
-signature) is drawn once and repeated under fresh uuids and times of the same day, then rolled
-up, with ADU. Two ``crashdb serve`` run in their own processes: one rendering every request
-(``--cache-seconds 0``), one as served by default (the rollup-backed pages kept rendered).
+Run as ``python bench/web.py [--db POSTGRES_URL] [--reports N] [--clients 20] [--seconds S]
+[--only topcrashers,signature]`` (a throwaway PostgreSQL otherwise). A week of ``--reports``
+crashes is loaded through the bulk path (``db.reports.addReports``): a pool of the demo's
+crashes (processed, with one exploding signature) is drawn once and repeated under fresh uuids
+and times of the same day, then rolled up, with ADU. Two ``crashdb serve`` run in their own
+processes: one rendering every request (``--cache-seconds 0``), one as served by default (the
+rollup-backed pages kept rendered).
 
 For each page: the median of its component calls (the view's gathering, in this process,
 without HTTP or template), the median of one client's requests to the rendering server and
@@ -167,6 +168,8 @@ def main() -> int:
     parser.add_argument("--reports", type=int, default=100_000)
     parser.add_argument("--clients", type=int, default=20)
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--only", help="the pages to measure, by name, comma-separated "
+                        "(default: every page)")
     args = parser.parse_args()
     with postgresUrl(args.db) as admin:
         url = freshDatabase(admin, "crashdb_bench_web")
@@ -183,7 +186,9 @@ def main() -> int:
                 end = datetime.datetime.now(UTC).date() + DAY
                 top = await db.tcbs.getTopCrashers("Firefox", start_day=end - 7 * DAY,
                                                    end_day=end, limit=1)
-                state["views"] = pages(state["found"], top[0]["signature"])
+                views = pages(state["found"], top[0]["signature"])
+                wanted = args.only.split(",") if args.only else list(views)
+                state["views"] = {name: views[name] for name in wanted}
                 state["components"] = await componentMedians(db, state["views"])
             finally:
                 await db.stop()

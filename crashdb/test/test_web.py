@@ -10,6 +10,7 @@ import urllib.parse
 import pytest
 import pytest_twisted
 
+from crashdb.app.web import html
 from crashdb.app.web.privacy import PERSONAL_COLUMNS, isPersonalRawKey
 from crashdb.connector import DBConnector
 from crashdb.test.util import sitedata
@@ -354,3 +355,14 @@ def test_bad_input_to_calls_made_together_is_still_400(site, path):
     status, _, body = site.server.get(path)
     assert status == 400, body
     assert "field 'version'" in json.loads(body)["error"]
+
+
+def test_rows_built_in_python_escape_as_the_templates_do():
+    crasher = {"rank": 1, "previous_rank": None, "signature": '<b>x</b>"&y', "count": 3,
+               "percent": 37.5, "win_count": 1, "mac_count": 1, "lin_count": 1,
+               "hang_count": 0, "startup_count": 0, "daily": [1, 2]}
+    rows = str(html.topCrasherRows([crasher, {**crasher, "signature": ""}], "Fire&fox", None))
+    assert "<b>" not in rows and "&lt;b&gt;x&lt;/b&gt;&#34;&amp;y</a>" in rows
+    assert 'href="/signature?signature=%3Cb%3Ex%3C%2Fb%3E%22%26y&amp;product=Fire%26fox"' in rows
+    assert ">(no signature)</a>" in rows and '<td class="move">new</td>' in rows
+    assert '<td class="num">37.50</td>' in rows

@@ -31,6 +31,7 @@ from werkzeug.exceptions import HTTPException
 
 from crashdb.app.web import svg
 from crashdb.app.web.cache import ResponseCache
+from crashdb.app.web.html import queryString, signatureLink, topCrasherRows
 from crashdb.app.web.privacy import (
     PersonalDataError,
     publicRawCrash,
@@ -101,19 +102,6 @@ def prettyJson(data: Any) -> str:
     return json.dumps(data, default=_jsonValue, indent=2, sort_keys=True, ensure_ascii=False)
 
 
-def queryString(**params: Any) -> str:
-    """``a=1&b=x%26y`` of the parameters that are not None or empty."""
-    return urllib.parse.urlencode({k: v for k, v in params.items() if v not in (None, "")})
-
-
-def rankMove(crasher: dict[str, Any]) -> str:
-    """``+2`` (up two places), ``-1``, ``=``, or ``new`` (unranked in the period before)."""
-    if crasher["previous_rank"] is None:
-        return "new"
-    moved = crasher["previous_rank"] - crasher["rank"]
-    return "=" if moved == 0 else f"{moved:+d}"
-
-
 async def together(deferreds: list[defer.Deferred]) -> list[Any]:
     """The results of ``deferreds`` run together; the first failure as itself (an
     InvalidInputError stays one, for its 400), never wrapped in FirstError."""
@@ -149,7 +137,8 @@ class CrashStats:
             autoescape=True,  # every value, in every template
             undefined=jinja2.StrictUndefined,
         )
-        self.templates.globals.update(svg=svg, rankMove=rankMove, qs=queryString)
+        self.templates.globals.update(svg=svg, qs=queryString, signatureLink=signatureLink,
+                                      topCrasherRows=topCrasherRows)
         self.templates.filters["pretty"] = prettyJson
         self.templates.filters["segment"] = functools.partial(urllib.parse.quote, safe="")
 
