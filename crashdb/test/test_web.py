@@ -366,3 +366,9 @@ def test_rows_built_in_python_escape_as_the_templates_do():
     assert 'href="/signature?signature=%3Cb%3Ex%3C%2Fb%3E%22%26y&amp;product=Fire%26fox"' in rows
     assert ">(no signature)</a>" in rows and '<td class="move">new</td>' in rows
     assert '<td class="num">37.50</td>' in rows
+    reports = str(html.reportRows([{"uuid": 'u"/<x>', "date_processed": None, "uptime": None,
+                                    "product": "<p>", "version": None, "build": "b&",
+                                    "os_name": None, "reason": "</td><script>"}]))
+    assert "<script>" not in reports and "<p>" not in reports
+    assert 'href="/report/u%22%2F%3Cx%3E">u&#34;/&lt;x&gt;</a>' in reports
+    assert "<td>&lt;p&gt;</td><td></td><td>b&amp;</td>" in reports

@@ -1,5 +1,5 @@
-"""HTML the templates draw many times a page, built in Python: a signature's link and the
-top-crashers table's rows.
+"""HTML the templates draw many times a page, built in Python: a signature's link, the
+top-crashers table's rows and a signature's reports.
 
 Jinja escapes every value and looks every name up at run time, which is what makes it safe and
 what makes a 50-row table with a link and a sparkline per row cost more than the queries behind
@@ -55,4 +55,22 @@ def topCrasherRows(crashers: Sequence[dict[str, Any]], product: str,
             f"<td>{signatureLink(c['signature'], product, version)}</td>"
             f'<td class="num">{int(c["count"])}</td><td class="num">{c["percent"]:.2f}</td>'
             f"{counts}<td>{svg.sparkline(c['daily'], c['signature'] or NO_SIGNATURE)}</td></tr>")
+    return Markup("\n".join(rows))
+
+
+REPORT_CELLS = ("product", "version", "build", "os_name", "reason")
+
+
+def reportRows(reports: Sequence[dict[str, Any]]) -> Markup:
+    """The ``<tr>`` of each report of a signature's page: its uuid linked, when it was
+    processed, product, version, build, OS, reason and uptime."""
+    rows = []
+    for r in reports:
+        uuid, processed, uptime = r["uuid"], r["date_processed"], r["uptime"]
+        cells = "".join(f"<td>{escape(r[name] or '')}</td>" for name in REPORT_CELLS)
+        rows.append(
+            f'<tr><td><a class="uuid" href="/report/{escape(urllib.parse.quote(uuid, safe=""))}">'
+            f"{escape(uuid)}</a></td>"
+            f'<td class="when">{processed.strftime("%Y-%m-%d %H:%M:%S") if processed else ""}</td>'
+            f'{cells}<td class="num">{"" if uptime is None else int(uptime)}</td></tr>')
     return Markup("\n".join(rows))

@@ -31,7 +31,7 @@ from werkzeug.exceptions import HTTPException
 
 from crashdb.app.web import svg
 from crashdb.app.web.cache import ResponseCache
-from crashdb.app.web.html import queryString, signatureLink, topCrasherRows
+from crashdb.app.web.html import queryString, reportRows, signatureLink, topCrasherRows
 from crashdb.app.web.privacy import (
     PersonalDataError,
     publicRawCrash,
@@ -138,7 +138,7 @@ class CrashStats:
             undefined=jinja2.StrictUndefined,
         )
         self.templates.globals.update(svg=svg, qs=queryString, signatureLink=signatureLink,
-                                      topCrasherRows=topCrasherRows)
+                                      topCrasherRows=topCrasherRows, reportRows=reportRows)
         self.templates.filters["pretty"] = prettyJson
         self.templates.filters["segment"] = functools.partial(urllib.parse.quote, safe="")
 
