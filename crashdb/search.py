@@ -31,13 +31,14 @@ from crashdb.backends.base import Backend
 from crashdb.base import DBConnectorComponent
 from crashdb.exceptions import InvalidInputError
 from crashdb.partitions import WEEK, readable, weekStart
-from crashdb.summaries import COLUMN_FIELDS, readFacets, uptimeBucket
+from crashdb.summaries import COLUMN_FIELDS, byCountThenTerm, readFacets, uptimeBucket
 from crashdb.validation import (
     baseType,
     requireDatetime,
     requireInteger,
     requirePeriod,
     requireString,
+    validatesInput,
 )
 
 UTC = datetime.UTC
@@ -471,6 +472,7 @@ class SearchConnectorComponent(DBConnectorComponent):
 
         return self.db.pool.doReplicaRead(thd)
 
+    @validatesInput
     def rolledUpFacets(
         self,
         product: str,
@@ -492,28 +494,23 @@ class SearchConnectorComponent(DBConnectorComponent):
         ``total`` is the reports counted. A page of a product's week reads a few thousand rows
         instead of a million reports.
         """
-        try:
-            requireString(product, "product", model.reports.c.product)
-            for name, value in (("version", version), ("signature", signature)):
-                if value is not None:
-                    requireString(value, name, model.reports.c[name])
-            first, last = requirePeriod(start_day, end_day)
-            names = list(_sequence(facets, "facets", MAX_FILTERS))
-            for name in names:
-                if name not in ROLLED_UP_FACETS:
-                    raise InvalidInputError(
-                        f"{name!r} is not kept by the rollup (one of "
-                        f"{', '.join(ROLLED_UP_FACETS)})", field="facets")
-            _count(facet_size, "facet_size", 1, MAX_FACET_SIZE)
-        except InvalidInputError as error:
-            return defer.fail(error)
+        requireString(product, "product", model.reports.c.product)
+        for name, value in (("version", version), ("signature", signature)):
+            if value is not None:
+                requireString(value, name, model.reports.c[name])
+        first, last = requirePeriod(start_day, end_day)
+        names = list(_sequence(facets, "facets", MAX_FILTERS))
+        for name in names:
+            if name not in ROLLED_UP_FACETS:
+                raise InvalidInputError(
+                    f"{name!r} is not kept by the rollup (one of "
+                    f"{', '.join(ROLLED_UP_FACETS)})", field="facets")
+        _count(facet_size, "facet_size", 1, MAX_FACET_SIZE)
         fields = tuple(name for name in names if name not in (HISTOGRAM_DAY, "signature"))
         if signature is None and "signature" in names:
             fields += ("signature",)
         table = model.product_facets if signature is None else model.signature_facets
-        equal = {"product": product, "version": version, "signature": signature}
-        if signature is None:
-            del equal["signature"]
+        equal = {"product": product, "version": version, "signature": signature}  # None: any
 
         def thd(conn: sa.Connection) -> dict[str, Any]:
             found = readFacets(conn, self.db.backend, self.readable, table,
@@ -529,8 +526,7 @@ class SearchConnectorComponent(DBConnectorComponent):
                     continue
                 terms = [(signature, total)] if name == "signature" and signature is not None \
                     and total else found.terms(name)
-                ranked = sorted(terms, key=lambda item: (-item[1], item[0] is None,
-                                                         item[0] or ""))
+                ranked = sorted(terms, key=byCountThenTerm)
                 answer[name] = [{"term": term, "count": count}
                                 for term, count in ranked[:facet_size]]
             return {"total": total, "facets": answer}

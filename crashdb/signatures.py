@@ -24,11 +24,12 @@ from crashdb.summaries import (
     ROLLUP,
     SCOPE_COLUMNS,
     SIGNATURE_FIELDS,
+    byCountThenTerm,
     facetRows,
     readFacets,
 )
 from crashdb.tcbs import DAY, dayStart
-from crashdb.validation import requireDay, requirePeriod, requireString
+from crashdb.validation import requireDay, requirePeriod, requireString, validatesInput
 
 UTC = datetime.UTC
 
@@ -80,6 +81,7 @@ class SignaturesConnectorComponent(DBConnectorComponent):
 
         return self.db.pool.do(thd)
 
+    @validatesInput
     def updateSummaries(self, day: datetime.date) -> defer.Deferred:
         """Recompute one UTC day of the facet counts behind :meth:`getSummary` and
         :meth:`getCorrelations` (``signature_facets``, ``product_facets``) from ``reports``, and
@@ -90,10 +92,7 @@ class SignaturesConnectorComponent(DBConnectorComponent):
         ``INSERT ... SELECT``, each one pass over the day's partition). A reader sees the day
         before or after, never half of it.
         """
-        try:
-            requireDay(day, "day")
-        except InvalidInputError as error:
-            return defer.fail(error)
+        requireDay(day, "day")
         start = dayStart(day)
         end = start + DAY
         model, backend = self.db.model, self.db.backend
@@ -289,7 +288,7 @@ class SignaturesConnectorComponent(DBConnectorComponent):
             count = found.total()
             facets = {}
             for facet in FACETS:
-                terms = sorted(found.terms(facet), key=_byCountThenTerm)
+                terms = sorted(found.terms(facet), key=byCountThenTerm)
                 facets[facet] = [{"term": term, "count": n,
                                   "percent": 100.0 * n / count if count else 0.0}
                                  for term, n in terms]
@@ -379,12 +378,6 @@ def _keep(newer_wins: sa.ColumnElement[bool], new: Any, old: Any, name: str) -> 
     stored: NULL-safe min/max of two values, the same SQL on both backends (SQLite's two-
     argument min() returns NULL if either is NULL; PostgreSQL's LEAST ignores NULLs)."""
     return sa.case((newer_wins, new[name]), else_=sa.func.coalesce(old[name], new[name]))
-
-
-def _byCountThenTerm(item: tuple[str | None, int]) -> tuple[int, bool, str]:
-    """A facet's order: count descending, then term by code point, None last."""
-    term, count = item
-    return -count, term is None, term or ""
 
 
 def _requireLimit(limit: Any) -> None:

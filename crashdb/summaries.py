@@ -134,6 +134,13 @@ def uncoveredRanges(first: datetime.date, last: datetime.date, covered: set[date
     return ranges
 
 
+def byCountThenTerm(item: tuple[str | None, int]) -> tuple[int, bool, str]:
+    """A facet's order for ``(term, count)``: count descending, then term by code point, None
+    last (getSummary's and search's)."""
+    term, count = item
+    return -count, term is None, term or ""
+
+
 class FacetCounts:
     """``(field, term) → count`` over a period, per the rollup where it covers the period's
     days and per the reports elsewhere; ``installations`` and ``daily`` (reports per day)
