@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import datetime
 import json
+import re
+import sqlite3
 import urllib.parse
 
 import pytest
@@ -14,7 +16,7 @@ from crashdb.app.web import html
 from crashdb.app.web.privacy import PERSONAL_COLUMNS, isPersonalRawKey
 from crashdb.connector import DBConnector
 from crashdb.test.util import sitedata
-from crashdb.test.util.webserver import Site, crashdbCommand
+from crashdb.test.util.webserver import Server, Site, crashdbCommand
 
 UTC = datetime.UTC
 DAY = datetime.timedelta(days=1)
@@ -88,6 +90,34 @@ def test_a_bad_page_request_is_a_400_page_without_traceback(site):
     assert status == 400
     assert headers["Content-Type"].startswith("text/html")
     assert b"must be from 1 to 366" in body and b"Traceback" not in body
+
+
+def test_a_failure_is_a_bare_500_and_its_traceback_goes_to_stderr(tmp_path):
+    # a database missing a table the crash-rates page reads: a failure no input causes
+    url = f"sqlite:///{tmp_path / 'broken.sqlite'}"
+    assert crashdbCommand("upgrade-db", "--db", url).returncode == 0
+    with sqlite3.connect(tmp_path / "broken.sqlite") as conn:
+        conn.execute("DROP TABLE product_adu")
+    access = tmp_path / "access.log"
+    server = Server(url, "--access-log", str(access))
+    try:
+        api = server.get("/api/crashrates/Firefox")
+        page = server.get("/crashrates/Firefox")
+        fine = server.get("/api/products")
+    finally:
+        errors = server.stop()
+    assert api[0] == 500
+    assert json.loads(api[2]) == {"error": "internal error (logged by the server)"}
+    assert page[0] == 500 and page[1]["Content-Type"].startswith("text/html")
+    assert b"product_adu" not in page[2] and b"Traceback" not in page[2]
+    assert fine[0] == 200
+    # the operator sees both failures, with their cause; the access log has every request
+    assert errors.count("failed to answer") == 2 and "Traceback" in errors
+    assert "no such table: product_adu" in errors
+    logged = [re.search(r'"GET (\S+) HTTP/1.1" (\d{3}) ', line).groups()  # type: ignore[union-attr]
+              for line in access.read_text().splitlines()]
+    assert logged == [("/api/crashrates/Firefox", "500"), ("/crashrates/Firefox", "500"),
+                      ("/api/products", "200")]
 
 
 @pytest.mark.parametrize("path", ["/api/report/00000000-0000-0000-0000-000000000000",
@@ -372,3 +402,17 @@ def test_rows_built_in_python_escape_as_the_templates_do():
     assert "<script>" not in reports and "<p>" not in reports
     assert 'href="/report/u%22%2F%3Cx%3E">u&#34;/&lt;x&gt;</a>' in reports
     assert "<td>&lt;p&gt;</td><td></td><td>b&amp;</td>" in reports
+
+
+def test_rate_rows_show_a_day_without_adu_as_a_dash():
+    day = datetime.date(2026, 11, 30)
+    rows = str(html.rateRows([
+        {"day": day, "crashes": 12, "adjusted": 120.0, "adu": 4000, "per_100_adu": 3.0},
+        {"day": day + DAY, "crashes": 5, "adjusted": 5.25, "adu": None, "per_100_adu": None},
+    ])).splitlines()
+    assert rows == [
+        '<tr><td>2026-11-30</td><td class="num">12</td><td class="num">120.0</td>'
+        '<td class="num">4000</td><td class="num">3.000</td></tr>',
+        '<tr><td>2026-12-01</td><td class="num">5</td><td class="num">5.2</td>'
+        '<td class="num">—</td><td class="num">—</td></tr>',
+    ]

@@ -4,8 +4,18 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import cast
 
 from twisted.internet import defer, endpoints
+from twisted.logger import (
+    FilteringLogObserver,
+    ILogFilterPredicate,
+    ILogObserver,
+    LogLevel,
+    LogLevelFilterPredicate,
+    globalLogBeginner,
+    textFileLogObserver,
+)
 
 from crashdb.app.cli import UsageError, addDbArgument, runDeferred
 from crashdb.connector import DBConnector
@@ -31,6 +41,9 @@ def addArguments(parser: argparse.ArgumentParser) -> None:
                         help="keep the rollup-backed pages (products, top crashers, explosive, "
                              f"crash rates) rendered for S seconds (default {CACHE_SECONDS:g}; "
                              "0: render every request)")
+    parser.add_argument("--access-log", metavar="FILE",
+                        help="append a line per request to FILE, in the combined log format "
+                             "(default: none; the reverse proxy in front logs access)")
 
 
 async def serve(reactor, args: argparse.Namespace) -> None:
@@ -40,11 +53,13 @@ async def serve(reactor, args: argparse.Namespace) -> None:
         raise UsageError("--port must be from 0 to 65535")
     if not 0 <= args.cache_seconds <= 86400:
         raise UsageError("--cache-seconds must be from 0 to 86400")
+    logWarnings()
     db = DBConnector(args.db, reactor=reactor, replica_urls=args.replica)
     try:
         await db.setup()
         endpoint = endpoints.TCP4ServerEndpoint(reactor, args.port, interface=args.interface)
-        port = await endpoint.listen(CrashStats(db, cache_seconds=args.cache_seconds).site())
+        site = CrashStats(db, cache_seconds=args.cache_seconds).site(access_log=args.access_log)
+        port = await endpoint.listen(site)
         address = port.getHost()
         print(f"crash-stats serving {db.engine.url.render_as_string(hide_password=True)} on "
               f"http://{address.host}:{address.port}/ (Ctrl-C stops it)", flush=True)
@@ -53,6 +68,17 @@ async def serve(reactor, args: argparse.Namespace) -> None:
         await stopped
     finally:
         await db.stop()
+
+
+def logWarnings() -> None:
+    """Write Twisted's log events of level warn and above (a request that failed, with its
+    traceback) to stderr. Until logging begins, Twisted keeps every event in memory and shows
+    none of them."""
+    # (the classes provide their interfaces through zope.interface, which mypy cannot see)
+    observer = FilteringLogObserver(
+        cast(ILogObserver, textFileLogObserver(sys.stderr)),
+        [cast(ILogFilterPredicate, LogLevelFilterPredicate(defaultLogLevel=LogLevel.warn))])
+    globalLogBeginner.beginLoggingTo([cast(ILogObserver, observer)], redirectStandardIO=False)
 
 
 def run(args: argparse.Namespace) -> int:

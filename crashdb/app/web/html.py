@@ -1,5 +1,5 @@
 """HTML the templates draw many times a page, built in Python: a signature's link, the
-top-crashers table's rows and a signature's reports.
+top-crashers table's rows, a signature's reports and the crash rates' days.
 
 Jinja escapes every value and looks every name up at run time, which is what makes it safe and
 what makes a 50-row table with a link and a sparkline per row cost more than the queries behind
@@ -73,4 +73,19 @@ def reportRows(reports: Sequence[dict[str, Any]]) -> Markup:
             f"{escape(uuid)}</a></td>"
             f'<td class="when">{processed.strftime("%Y-%m-%d %H:%M:%S") if processed else ""}</td>'
             f'{cells}<td class="num">{"" if uptime is None else int(uptime)}</td></tr>')
+    return Markup("\n".join(rows))
+
+
+def rateRows(rates: Sequence[dict[str, Any]]) -> Markup:
+    """The ``<tr>`` of each day of the crash-rates table: crashes, adjusted for the throttle,
+    ADU and crashes per 100 ADU (a dash for a day without ADU). Every cell is a number or a
+    date: nothing here comes from crash data."""
+    rows = []
+    for r in rates:
+        adu, per100 = r["adu"], r["per_100_adu"]
+        rows.append(
+            f'<tr><td>{r["day"].isoformat()}</td><td class="num">{int(r["crashes"])}</td>'
+            f'<td class="num">{r["adjusted"]:.1f}</td>'
+            f'<td class="num">{"—" if adu is None else int(adu)}</td>'
+            f'<td class="num">{"—" if per100 is None else f"{per100:.3f}"}</td></tr>')
     return Markup("\n".join(rows))

@@ -26,12 +26,18 @@ from klein import Klein
 from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web import pages, resource, server, static
+from twisted.web import http, pages, resource, server, static
 from werkzeug.exceptions import HTTPException
 
 from crashdb.app.web import svg
 from crashdb.app.web.cache import ResponseCache
-from crashdb.app.web.html import queryString, reportRows, signatureLink, topCrasherRows
+from crashdb.app.web.html import (
+    queryString,
+    rateRows,
+    reportRows,
+    signatureLink,
+    topCrasherRows,
+)
 from crashdb.app.web.privacy import (
     PersonalDataError,
     publicRawCrash,
@@ -78,6 +84,16 @@ class SecureRequest(server.Request):
         for name, value in SECURITY_HEADERS.items():
             self.setHeader(name, value)
         super().process()
+
+
+class Site(server.Site):
+    """twisted.web's site, writing an access log only to a file it was given: without one,
+    Site would format a line for every request and hand it to the global log, where
+    ``crashdb serve`` keeps only warnings and failures (the reverse proxy logs access)."""
+
+    def log(self, request: http.Request) -> None:
+        if self.logPath is not None:
+            super().log(request)
 
 
 class StaticFiles(static.File):
@@ -136,15 +152,18 @@ class CrashStats:
             loader=jinja2.FileSystemLoader(HERE / "templates"),
             autoescape=True,  # every value, in every template
             undefined=jinja2.StrictUndefined,
+            auto_reload=False,  # the package's own files: no stat of each per page rendered
         )
         self.templates.globals.update(svg=svg, qs=queryString, signatureLink=signatureLink,
-                                      topCrasherRows=topCrasherRows, reportRows=reportRows)
+                                      topCrasherRows=topCrasherRows, reportRows=reportRows,
+                                      rateRows=rateRows)
         self.templates.filters["pretty"] = prettyJson
         self.templates.filters["segment"] = functools.partial(urllib.parse.quote, safe="")
 
-    def site(self) -> server.Site:
-        """The twisted.web site serving every page, the API and the static files."""
-        site = server.Site(self.app.resource())
+    def site(self, access_log: str | None = None) -> server.Site:
+        """The twisted.web site serving every page, the API and the static files; one line per
+        request appended to ``access_log`` (a path; the combined log format), if given."""
+        site = Site(self.app.resource(), logPath=access_log)
         site.requestFactory = SecureRequest
         site.displayTracebacks = False
         return site
