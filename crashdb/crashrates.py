@@ -27,7 +27,13 @@ from crashdb import model
 from crashdb.base import DBConnectorComponent
 from crashdb.exceptions import InvalidInputError
 from crashdb.tcbs import DAY
-from crashdb.validation import requireDay, requirePeriod, requireString
+from crashdb.validation import (
+    requireDay,
+    requireName,
+    requirePeriod,
+    requireString,
+    validatesInput,
+)
 
 UTC = datetime.UTC
 
@@ -49,17 +55,6 @@ FLOOR = 30.0  # the divisor's floor m: 30 crashes per million ADU, or 30 crashes
 SCORE_PLACES = 4
 
 
-def _checkName(value: Any, field: str, length: int | None, index: int | None = None) -> str:
-    """``value`` if it is a non-empty string fit for a column of ``length``."""
-    try:
-        requireString(value, field, length)
-        if not value:
-            raise InvalidInputError("is empty", field=field)
-    except InvalidInputError as error:
-        raise InvalidInputError(error.message, field=field, index=index) from None
-    return value
-
-
 def _aduRow(row: Any, index: int) -> tuple[datetime.date, str, str, int]:
     """``(day, product, version, adu)`` of one ``addAdu`` row, checked."""
     if not isinstance(row, dict):
@@ -74,8 +69,8 @@ def _aduRow(row: Any, index: int) -> tuple[datetime.date, str, str, int]:
         requireDay(row["day"], "day")
     except InvalidInputError as error:
         raise InvalidInputError(error.message, field="day", index=index) from None
-    product = _checkName(row["product"], "product", PRODUCT_LENGTH, index)
-    version = _checkName(row["version"], "version", VERSION_LENGTH, index)
+    product = requireName(row["product"], "product", PRODUCT_LENGTH, index)
+    version = requireName(row["version"], "version", VERSION_LENGTH, index)
     adu = row["adu"]
     if type(adu) is not int:
         raise InvalidInputError(
@@ -116,6 +111,7 @@ def _sumSeries(values: Sequence[sa.ColumnElement]) -> sa.ColumnElement[float]:
 class CrashRatesConnectorComponent(DBConnectorComponent):
     """Usage figures, throttles, crash rates and explosive signatures of each product."""
 
+    @validatesInput
     def addAdu(self, rows: Sequence[dict[str, Any]]) -> defer.Deferred:
         """Store ``{day, product, version, adu}`` rows (a list); Deferred of the number of
         distinct (day, product, version) stored.
@@ -125,14 +121,11 @@ class CrashRatesConnectorComponent(DBConnectorComponent):
         and ``field``, and nothing is written.
         """
         latest: dict[tuple[datetime.date, str, str], int] = {}
-        try:
-            if not isinstance(rows, list | tuple):
-                raise InvalidInputError(f"expected a list of rows, got {type(rows).__name__}")
-            for index, row in enumerate(rows):
-                day, product, version, adu = _aduRow(row, index)
-                latest[(day, product, version)] = adu
-        except InvalidInputError as error:
-            return defer.fail(error)
+        if not isinstance(rows, list | tuple):
+            raise InvalidInputError(f"expected a list of rows, got {type(rows).__name__}")
+        for index, row in enumerate(rows):
+            day, product, version, adu = _aduRow(row, index)
+            latest[(day, product, version)] = adu
         values = [
             {"day": day, "product": product, "version": version, "adu": adu}
             for (day, product, version), adu in latest.items()
@@ -153,19 +146,17 @@ class CrashRatesConnectorComponent(DBConnectorComponent):
 
         return self.db.pool.do(thd)
 
+    @validatesInput
     def setThrottle(self, product: str, throttle: float) -> defer.Deferred:
         """Record that the collector keeps the fraction ``throttle`` (0 < throttle ≤ 1) of
         ``product``'s crashes; Deferred of None. A product never set keeps them all (1)."""
-        try:
-            _checkName(product, "product", PRODUCT_LENGTH)
-            if isinstance(throttle, bool) or not isinstance(throttle, int | float):
-                raise InvalidInputError(
-                    f"expected a number, got {type(throttle).__name__}", field="throttle"
-                )
-            if not 0 < throttle <= 1:  # NaN fails too
-                raise InvalidInputError("must be above 0 and at most 1", field="throttle")
-        except InvalidInputError as error:
-            return defer.fail(error)
+        requireName(product, "product", PRODUCT_LENGTH)
+        if isinstance(throttle, bool) or not isinstance(throttle, int | float):
+            raise InvalidInputError(
+                f"expected a number, got {type(throttle).__name__}", field="throttle"
+            )
+        if not 0 < throttle <= 1:  # NaN fails too
+            raise InvalidInputError("must be above 0 and at most 1", field="throttle")
         table = model.product_throttles
 
         def thd(conn: sa.Connection) -> None:
@@ -180,18 +171,17 @@ class CrashRatesConnectorComponent(DBConnectorComponent):
 
         return self.db.pool.do(thd)
 
+    @validatesInput
     def getThrottle(self, product: str) -> defer.Deferred:
         """Deferred of ``product``'s throttle: 1.0 unless ``setThrottle`` said otherwise."""
-        try:
-            _checkName(product, "product", PRODUCT_LENGTH)
-        except InvalidInputError as error:
-            return defer.fail(error)
+        requireName(product, "product", PRODUCT_LENGTH)
 
         def thd(conn: sa.Connection) -> float:
             return float(conn.execute(sa.select(self._throttleOf(product))).scalar_one())
 
         return self.db.pool.do(thd)
 
+    @validatesInput
     def getCrashRates(
         self,
         product: str,
@@ -207,13 +197,10 @@ class CrashRatesConnectorComponent(DBConnectorComponent):
         crashes / throttle``, ``adu`` summed over the versions (None without an ADU row),
         ``per_100_adu = adjusted × 100 / adu`` (None when ``adu`` is None or 0).
         """
-        try:
-            _checkName(product, "product", PRODUCT_LENGTH)
-            if version is not None:
-                requireString(version, "version", VERSION_LENGTH)
-            start_day, end_day = requirePeriod(start_day, end_day)
-        except InvalidInputError as error:
-            return defer.fail(error)
+        requireName(product, "product", PRODUCT_LENGTH)
+        if version is not None:
+            requireString(version, "version", VERSION_LENGTH)
+        start_day, end_day = requirePeriod(start_day, end_day)
         query = self._dailyRatesQuery(product, version, start_day, end_day)
 
         def thd(conn: sa.Connection) -> list[dict[str, Any]]:
@@ -227,6 +214,7 @@ class CrashRatesConnectorComponent(DBConnectorComponent):
 
         return self.db.pool.do(thd)
 
+    @validatesInput
     def getExplosive(
         self,
         product: str,
@@ -243,15 +231,12 @@ class CrashRatesConnectorComponent(DBConnectorComponent):
         signature; scores are rounded to 4 places. Rates use the ADU when it is known for all
         ten days, else the counts themselves.
         """
-        try:
-            _checkName(product, "product", PRODUCT_LENGTH)
-            requireDay(day, "day")
-            if version is not None:
-                requireString(version, "version", VERSION_LENGTH)
-            if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-                raise InvalidInputError("must be a positive integer", field="limit")
-        except InvalidInputError as error:
-            return defer.fail(error)
+        requireName(product, "product", PRODUCT_LENGTH)
+        requireDay(day, "day")
+        if version is not None:
+            requireString(version, "version", VERSION_LENGTH)
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise InvalidInputError("must be a positive integer", field="limit")
 
         def thd(conn: sa.Connection) -> list[dict[str, Any]]:
             query = self._explosiveQuery(conn, product, day, version, limit)

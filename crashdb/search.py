@@ -436,6 +436,7 @@ ROLLED_UP_FACETS = (*COLUMN_FIELDS, "signature", UPTIME, HISTOGRAM_DAY)
 class SearchConnectorComponent(DBConnectorComponent):
     """``db.search``: filtered, faceted, paged reads of the reports of a date range."""
 
+    @validatesInput
     def search(
         self,
         start: datetime.datetime,
@@ -456,11 +457,8 @@ class SearchConnectorComponent(DBConnectorComponent):
         terms (or, for ``_cardinality.installations``, an int). Bad input (an unknown field,
         operator, or a value of the wrong type) gets InvalidInputError naming the field.
         """
-        try:
-            checked = parseSearch(start, end, filters, facets, facet_size, columns, sort,
-                                  limit, offset)
-        except InvalidInputError as error:
-            return defer.fail(error)
+        checked = parseSearch(start, end, filters, facets, facet_size, columns, sort,
+                              limit, offset)
 
         def thd(conn: sa.Connection) -> dict[str, Any]:
             query = _Query(conn, self.db.backend, checked)

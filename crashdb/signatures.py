@@ -25,6 +25,7 @@ from crashdb.summaries import (
     SCOPE_COLUMNS,
     SIGNATURE_FIELDS,
     byCountThenTerm,
+    coveredDays,
     facetRows,
     readFacets,
 )
@@ -52,6 +53,7 @@ class SignaturesConnectorComponent(DBConnectorComponent):
 
     # -- the rollup --
 
+    @validatesInput
     def updateSignatures(self, day: datetime.date) -> defer.Deferred:
         """Merge one UTC day of ``reports`` into the lifecycle tables; Deferred of the rows
         written (inserted, or changed by the day: re-running a day writes none).
@@ -60,10 +62,7 @@ class SignaturesConnectorComponent(DBConnectorComponent):
         conflicts keep the earlier first report and build and the later last report: days may
         be rolled up in any order, any number of times, and the tables end the same.
         """
-        try:
-            requireDay(day, "day")
-        except InvalidInputError as error:
-            return defer.fail(error)
+        requireDay(day, "day")
         start = dayStart(day)
         end = start + DAY
         model = self.db.model
@@ -170,14 +169,12 @@ class SignaturesConnectorComponent(DBConnectorComponent):
 
     # -- lifecycle reads --
 
+    @validatesInput
     def getSignature(self, signature: str) -> defer.Deferred:
         """Deferred of ``{signature, first_report, first_build, last_report, versions}`` or None;
         ``versions`` is ``[{product, version, first_report, first_build, last_report}]``
         ordered by product, then first_report."""
-        try:
-            requireString(signature, "signature", 255)
-        except InvalidInputError as error:
-            return defer.fail(error)
+        requireString(signature, "signature", 255)
         signatures, versions = self.db.model.signatures, self.db.model.signature_versions
         order = self.db.backend.codePointOrder
 
@@ -197,6 +194,7 @@ class SignaturesConnectorComponent(DBConnectorComponent):
 
         return self.db.pool.do(thd)
 
+    @validatesInput
     def getNewSignatures(
         self,
         product: str,
@@ -211,14 +209,11 @@ class SignaturesConnectorComponent(DBConnectorComponent):
         descending, then signature; first report and build are the product's (or version's),
         ``count`` the signature's reports in the period, from the ``tcbs`` rollup.
         """
-        try:
-            requireString(product, "product", 30)
-            if version is not None:
-                requireString(version, "version", 16)
-            start_day, end_day = requirePeriod(start_day, end_day)
-            _requireLimit(limit)
-        except InvalidInputError as error:
-            return defer.fail(error)
+        requireString(product, "product", 30)
+        if version is not None:
+            requireString(version, "version", 16)
+        start_day, end_day = requirePeriod(start_day, end_day)
+        _requireLimit(limit)
         start, end = dayStart(start_day), dayStart(end_day)
         versions, tcbs = self.db.model.signature_versions, self.db.model.tcbs
         order = self.db.backend.codePointOrder
@@ -263,6 +258,7 @@ class SignaturesConnectorComponent(DBConnectorComponent):
 
     # -- reads over the period: the summaries rollup, and the reports of days it lacks --
 
+    @validatesInput
     def getSummary(
         self,
         signature: str,
@@ -275,10 +271,7 @@ class SignaturesConnectorComponent(DBConnectorComponent):
         period (SPEC 13): ``facets`` maps each of :data:`FACETS` to ``[{term, count,
         percent}]``, count descending then term (None last). Days the summaries rollup covers
         are read from it, the others from the reports (see :mod:`crashdb.summaries`)."""
-        try:
-            first, last = self._readArguments(signature, product, version, start_day, end_day)
-        except InvalidInputError as error:
-            return defer.fail(error)
+        first, last = self._readArguments(signature, product, version, start_day, end_day)
 
         def thd(conn: sa.Connection) -> dict[str, Any]:
             found = readFacets(
@@ -296,6 +289,7 @@ class SignaturesConnectorComponent(DBConnectorComponent):
 
         return self.db.pool.do(thd)
 
+    @validatesInput
     def getCorrelations(
         self,
         signature: str,
@@ -317,28 +311,27 @@ class SignaturesConnectorComponent(DBConnectorComponent):
         counted as :meth:`getSummary` counts (the summaries rollup, and the reports of the
         days it lacks).
         """
-        try:
-            if product is None:
-                raise InvalidInputError("a product is required", field="product")
-            first, last = self._readArguments(signature, product, version, start_day, end_day)
-            if isinstance(min_count, bool) or not isinstance(min_count, int) or min_count < 0:
-                raise InvalidInputError("must be an integer of at least 0", field="min_count")
-            if isinstance(min_difference, bool) or not isinstance(min_difference, int | float):
-                raise InvalidInputError("must be a number", field="min_difference")
-        except InvalidInputError as error:
-            return defer.fail(error)
+        if product is None:
+            raise InvalidInputError("a product is required", field="product")
+        first, last = self._readArguments(signature, product, version, start_day, end_day)
+        if isinstance(min_count, bool) or not isinstance(min_count, int) or min_count < 0:
+            raise InvalidInputError("must be an integer of at least 0", field="min_count")
+        if isinstance(min_difference, bool) or not isinstance(min_difference, int | float):
+            raise InvalidInputError("must be a number", field="min_difference")
         fields = ("product", *CORRELATION_FIELDS, "addon")
 
         def thd(conn: sa.Connection) -> list[dict[str, Any]]:
             model, backend = self.db.model, self.db.backend
             scope = {"product": product, "version": version}
+            # both sides split the period the same way, even if a rollup commits meanwhile
+            covered = coveredDays(conn, first, last)
             mine = readFacets(conn, backend, self.readable, model.signature_facets, fields,
-                              first, last, {"signature": signature, **scope})
+                              first, last, {"signature": signature, **scope}, covered=covered)
             in_signature = mine.total()
             if in_signature == 0 or in_signature < min_count:
                 return []
             everyone = readFacets(conn, backend, self.readable, model.product_facets, fields,
-                                  first, last, scope)
+                                  first, last, scope, covered=covered)
             total = everyone.total()
             rows: list[dict[str, Any]] = []
             for field in fields[1:]:

@@ -164,12 +164,16 @@ def readFacets(
     conn: sa.Connection, backend: Backend, readable: Readable, table: sa.Table,
     fields: Sequence[str], first: datetime.date, last: datetime.date,
     equal: Mapping[str, str | None], daily: bool = False,
+    covered: set[datetime.date] | None = None,
 ) -> FacetCounts:
     """The counts of ``fields`` over [first, last) of the reports whose columns equal
     ``equal``'s values (None: any), from ``table`` (signature_facets or product_facets) for the
     covered days and from the reports (via ``readable(conn, parent, start, end)``) for the
-    others, in one statement; with ``daily``, also the reports of each day, in a second."""
-    covered = coveredDays(conn, first, last)
+    others, in one statement; with ``daily``, also the reports of each day, in a second.
+    ``covered``: the days to read from ``table``, if the caller has asked already (two reads
+    compared with each other should split the period the same way)."""
+    if covered is None:
+        covered = coveredDays(conn, first, last)
     ranges = uncoveredRanges(first, last, covered)
     t = table.c
     stored = [t.day >= first, t.day < last,

@@ -21,7 +21,7 @@ from twisted.internet import defer
 from crashdb import model
 from crashdb.base import DBConnectorComponent
 from crashdb.exceptions import InvalidInputError
-from crashdb.validation import requireString, validatesInput
+from crashdb.validation import requireName, validatesInput
 
 UTC = datetime.UTC
 TOKEN_BYTES = 32  # 256 random bits, printed as 43 URL-safe characters
@@ -32,12 +32,6 @@ def tokenHash(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
-def _checkName(name: Any) -> None:
-    requireString(name, "name", model.api_tokens.c.name)
-    if not name.strip():
-        raise InvalidInputError("is empty", field="name")
-
-
 class TokensConnectorComponent(DBConnectorComponent):
     """Named API tokens: create (printed once), list, revoke, check."""
 
@@ -45,7 +39,7 @@ class TokensConnectorComponent(DBConnectorComponent):
     def createToken(self, name: str, now: datetime.datetime | None = None) -> defer.Deferred:
         """Make a new token called ``name``; Deferred of the token itself, which is not stored
         and cannot be read back. InvalidInputError if ``name`` is taken."""
-        _checkName(name)
+        requireName(name, "name", model.api_tokens.c.name)
         token = secrets.token_urlsafe(TOKEN_BYTES)
         created = now or datetime.datetime.now(UTC)
         tokens = model.api_tokens
@@ -75,7 +69,7 @@ class TokensConnectorComponent(DBConnectorComponent):
     @validatesInput
     def revokeToken(self, name: str) -> defer.Deferred:
         """Delete the token called ``name``; Deferred of True if there was one."""
-        _checkName(name)
+        requireName(name, "name", model.api_tokens.c.name)
         tokens = model.api_tokens
 
         def thd(conn: sa.Connection) -> bool:

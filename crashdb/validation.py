@@ -292,6 +292,21 @@ def requireString(value: Any, field: str, length: int | sa.Column | None = None)
     _require(stringProblem(value, length), field)
 
 
+def requireName(value: Any, field: str, length: int | sa.Column | None = None,
+                index: int | None = None) -> str:
+    """``value`` if it is a string of at most ``length`` characters that is not blank (a
+    product, a version, a token's name), else InvalidInputError naming ``field`` (and the
+    batch row ``index``)."""
+    if isinstance(length, sa.Column):
+        length = columnLength(length)
+    problem = stringProblem(value, length)
+    if problem is None and not value.strip():
+        problem = "is empty"
+    if problem is not None:
+        raise InvalidInputError(problem, field=field, index=index)
+    return value
+
+
 def requireInteger(value: Any, field: str, minimum: int | None = None) -> None:
     """InvalidInputError unless ``value`` is an integer fit for an integer column (and at least
     ``minimum``)."""

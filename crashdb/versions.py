@@ -17,21 +17,11 @@ from twisted.internet import defer
 from crashdb import model
 from crashdb.base import DBConnectorComponent
 from crashdb.exceptions import InvalidInputError
-from crashdb.validation import columnLength, requireString, validatesInput
+from crashdb.validation import columnLength, requireName, validatesInput
 
 PRODUCT_LENGTH = columnLength(model.product_versions.c.product)
 VERSION_LENGTH = columnLength(model.product_versions.c.version)
 MAP_COLUMNS = ("product", "alias", "version")
-
-
-def _checkProduct(product: Any, index: int | None = None) -> str:
-    try:
-        requireString(product, "product", PRODUCT_LENGTH)
-    except InvalidInputError as error:
-        raise InvalidInputError(error.message, field="product", index=index) from None
-    if not product.strip():
-        raise InvalidInputError("is empty", field="product", index=index)
-    return product
 
 
 def _checkVersion(value: Any, field: str, length: int | None, index: int | None = None) -> str:
@@ -40,14 +30,7 @@ def _checkVersion(value: Any, field: str, length: int | None, index: int | None 
         raise InvalidInputError(
             f"expected a string, got {type(value).__name__}", field=field, index=index
         )
-    stripped = value.strip()
-    try:
-        requireString(stripped, field, length)
-    except InvalidInputError as error:
-        raise InvalidInputError(error.message, field=field, index=index) from None
-    if not stripped:
-        raise InvalidInputError("is empty", field=field, index=index)
-    return stripped
+    return requireName(value.strip(), field, length, index)
 
 
 def _mapRow(row: Any, index: int | None) -> tuple[str, str, str]:
@@ -61,7 +44,7 @@ def _mapRow(row: Any, index: int | None) -> tuple[str, str, str]:
         values = list(row)
     else:
         raise InvalidInputError("expected product,alias,version", index=index)
-    product = _checkProduct(values[0], index)
+    product = requireName(values[0], "product", PRODUCT_LENGTH, index)
     alias = _checkVersion(values[1], "alias", None, index)
     version = _checkVersion(values[2], "version", VERSION_LENGTH, index)
     return product, alias, version
@@ -74,7 +57,7 @@ class VersionsConnectorComponent(DBConnectorComponent):
     def addProductVersion(self, product: str, version: str) -> defer.Deferred:
         """Find or create the canonical ``version`` of ``product`` (stripped); Deferred of its
         id. Race-safe."""
-        _checkProduct(product)
+        requireName(product, "product", PRODUCT_LENGTH)
         version = _checkVersion(version, "version", VERSION_LENGTH)
 
         def thd(conn: sa.Connection) -> int:

@@ -405,9 +405,11 @@ GOOD_ADU = {"day": SCORED, "product": "Firefox", "version": "16.0", "adu": 5}
     ({"day": "2012-10-22"}, "day"),
     ({"day": datetime.datetime(2012, 10, 22, tzinfo=UTC)}, "day"),
     ({"product": ""}, "product"),
+    ({"product": "  "}, "product"),  # blank: a product no page could name
     ({"product": "x" * 31}, "product"),
     ({"version": "1\x000"}, "version"),
     ({"version": ""}, "version"),
+    ({"version": " "}, "version"),
     ({"users": 5}, "users"),
 ])
 @pytest_twisted.inlineCallbacks
