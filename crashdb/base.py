@@ -74,12 +74,14 @@ class DBConnectorComponent:
 
     def readable(self, conn: sa.Connection, parent: str,
                  start: datetime.datetime | None = None,
-                 end: datetime.datetime | None = None) -> sa.FromClause:
-        """What to read ``parent``'s rows of [start, end) from: only the weekly partitions that
-        overlap the range are touched (see :func:`crashdb.partitions.readable`)."""
+                 end: datetime.datetime | None = None,
+                 columns: Sequence[str] | None = None) -> sa.FromClause:
+        """What to read ``parent``'s rows of [start, end) from (its ``columns`` at least): only
+        the weekly partitions that overlap the range are touched (see
+        :func:`crashdb.partitions.readable`)."""
         from crashdb.partitions import readable  # which builds on this module's component
 
-        return readable(conn, self.db.backend, parent, start, end)
+        return readable(conn, self.db.backend, parent, start, end, columns)
 
     @staticmethod
     def ofReport(source: sa.FromClause, report_id: int, start: datetime.datetime,

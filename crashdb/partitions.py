@@ -214,9 +214,12 @@ def listChildren(conn: sa.Connection, backend: Backend) -> list[tuple[str, datet
 
 def readable(conn: sa.Connection, backend: Backend, parent: str,
              start: datetime.datetime | None = None,
-             end: datetime.datetime | None = None) -> sa.FromClause:
+             end: datetime.datetime | None = None,
+             columns: Sequence[str] | None = None) -> sa.FromClause:
     """What to read ``parent``'s rows of [start, end) from: the parent itself where the
-    database prunes partitions, else the union of the overlapping children only."""
+    database prunes partitions, else the union of the overlapping children only. ``columns``:
+    the only ones the caller reads (a union of every column of reports costs SQLAlchemy more
+    to build than a small read costs SQLite to run); a table offers all of them anyway."""
     if backend.routesPartitions:
         return model.metadata.tables[parent]
     children = [childTable(p, monday, backend) for p, monday in listChildren(conn, backend)
@@ -225,7 +228,8 @@ def readable(conn: sa.Connection, backend: Backend, parent: str,
         return model.metadata.tables[parent]  # the empty parent: no rows, right columns
     if len(children) == 1:
         return children[0]
-    return sa.union_all(*(sa.select(*child.c) for child in children)).subquery(parent)
+    return sa.union_all(*(sa.select(*(child.c if columns is None else child.c[tuple(columns)]))
+                          for child in children)).subquery(parent)
 
 
 # -- the insert path ------------------------------------------------------------------------------

@@ -50,7 +50,10 @@ SCOPE_COLUMNS = ("id", "uuid", "date_processed", "client_crash_date", "install_a
                  "signature", *COLUMN_FIELDS)
 MICROSECONDS = 1_000_000
 # A component's ``readable``: what to read a partitioned parent's rows of [start, end) from.
-Readable = Callable[[sa.Connection, str, datetime.datetime, datetime.datetime], sa.FromClause]
+Readable = Callable[[sa.Connection, str, datetime.datetime, datetime.datetime, Sequence[str]],
+                    sa.FromClause]
+# what facetRows reads of the add-ons
+EXTENSION_COLUMNS = ("report_id", "uuid", "date_processed", "extension_id")
 
 
 def uptimeBucket(uptime: sa.ColumnElement[int]) -> sa.ColumnElement[str]:
@@ -168,7 +171,7 @@ def readFacets(
 ) -> FacetCounts:
     """The counts of ``fields`` over [first, last) of the reports whose columns equal
     ``equal``'s values (None: any), from ``table`` (signature_facets or product_facets) for the
-    covered days and from the reports (via ``readable(conn, parent, start, end)``) for the
+    covered days and from the reports (via ``readable(conn, parent, start, end, columns)``) for the
     others, in one statement; with ``daily``, also the reports of each day, in a second.
     ``covered``: the days to read from ``table``, if the caller has asked already (two reads
     compared with each other should split the period the same way)."""
@@ -183,14 +186,14 @@ def readFacets(
         parts.append(sa.select(t.field, t.term, t.count).where(*stored, t.field.in_(fields)))
     if ranges:
         start, end = ranges[0][0], ranges[-1][1]
-        r = readable(conn, "reports", start, end).c
+        columns = tuple(dict.fromkeys((*SCOPE_COLUMNS, *equal)))
+        r = readable(conn, "reports", start, end, columns).c
         live = [sa.or_(*(sa.and_(r.date_processed >= low, r.date_processed < high)
                          for low, high in ranges)),
                 *(r[name] == value for name, value in equal.items() if value is not None)]
-        scope = sa.select(*r[tuple(dict.fromkeys((*SCOPE_COLUMNS, *equal)))]).where(*live) \
-            .cte("scope")
-        grouped = facetRows(backend, scope, readable(conn, "extensions", start, end), fields
-                            ).subquery("live")
+        scope = sa.select(*r[columns]).where(*live).cte("scope")
+        extensions = readable(conn, "extensions", start, end, EXTENSION_COLUMNS)
+        grouped = facetRows(backend, scope, extensions, fields).subquery("live")
         parts.append(sa.select(grouped.c.field, grouped.c.term, grouped.c["count"]))
     days: dict[datetime.date, int] = {}
     if daily:

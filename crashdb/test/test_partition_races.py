@@ -111,9 +111,13 @@ def test_sqlite_reads_only_overlapping_children(tmp_path):
             two = partitions.readable(conn, backend, "reports", first + 3 * WEEK, first + 4 * WEEK
                                     + datetime.timedelta(seconds=1))
             sql = str(two.compile())
+            narrow = partitions.readable(conn, backend, "reports", first + 3 * WEEK,
+                                         first + 5 * WEEK, columns=("uuid", "signature"))
+            rows = conn.execute(sa.select(narrow)).all()
     finally:
         engine.dispose()
     assert one.name == f"reports_{first + 3 * WEEK:%Y%m%d}"
+    assert list(narrow.c.keys()) == ["uuid", "signature"] and rows == []
     assert sorted(set(w for w in sql.replace(",", " ").replace(".", " ").split()
                       if w.startswith("reports_"))) == [
         f"reports_{first + 3 * WEEK:%Y%m%d}", f"reports_{first + 4 * WEEK:%Y%m%d}"]
