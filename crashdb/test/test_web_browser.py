@@ -11,6 +11,7 @@ import pytest
 import pytest_twisted
 from selenium.common.exceptions import NoAlertPresentException
 from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
 
 from crashdb.connector import DBConnector
 from crashdb.test.util import sitedata
@@ -210,8 +211,8 @@ def test_search_page_shows_total_histogram_facets_and_hits(browser, site, db):
         [hit["uuid"] for hit in found["hits"]]
     box = browser.find_element(By.NAME, "signature")
     box.send_keys("~js::")
-    box.submit()
-    assert "signature=%7Ejs%3A%3A" in browser.current_url
+    box.submit()  # (Selenium's submit does not wait for the page it asks for)
+    WebDriverWait(browser, 30).until(lambda b: "signature=%7Ejs%3A%3A" in b.current_url)
     assert all("js::" in r.find_elements(By.TAG_NAME, "td")[4].text
                for r in browser.find_elements(By.CSS_SELECTOR, "table.hits tbody tr"))
 
