@@ -72,8 +72,8 @@ async def serve(reactor, args: argparse.Namespace) -> None:
 
 def logWarnings() -> None:
     """Write Twisted's log events of level warn and above (a request that failed, with its
-    traceback) to stderr. Until logging begins, Twisted keeps every event in memory and shows
-    none of them."""
+    traceback) to stderr, time-stamped. Until logging begins, Twisted shows only critical
+    events, without a time, and keeps the last 200 of the rest in a buffer nobody reads."""
     # (the classes provide their interfaces through zope.interface, which mypy cannot see)
     observer = FilteringLogObserver(
         cast(ILogObserver, textFileLogObserver(sys.stderr)),
