@@ -114,7 +114,8 @@ class TcbsConnectorComponent(DBConnectorComponent):
         start_day, end_day = requirePeriod(start_day, end_day)
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
             raise InvalidInputError("must be a positive integer", field="limit")
-        previous_start = start_day - (end_day - start_day)
+        # the period of equal length before, cut at the first day Python has
+        previous_start = start_day - min(end_day - start_day, start_day - datetime.date.min)
         tcbs = self.db.model.tcbs
 
         def period(first: datetime.date, last: datetime.date, name: str) -> sa.Subquery:

@@ -33,6 +33,9 @@ STORED_DATETIMES = (
     datetime.datetime(1000, 1, 6, tzinfo=datetime.UTC),
     datetime.datetime(9999, 12, 27, tzinfo=datetime.UTC),
 )
+#: The days a component takes: those of STORED_DATETIMES (no report is on a day outside them),
+#: which keeps a day's arithmetic (its week, the ten days before it) within Python's dates.
+STORED_DAYS = (STORED_DATETIMES[0].date(), STORED_DATETIMES[1].date())
 #: how deeply JSON lists and objects may nest (a bare scalar is depth 0): far below what any of
 #: Python's json (the recursion limit), SQLite's JSON functions (1000) or PostgreSQL (its stack
 #: depth) give up at, far above a real crash (Socorro's raw crashes nest three or four deep)
@@ -153,9 +156,12 @@ def storedDatetimeProblem(value: Any) -> str | None:
 
 
 def dateProblem(value: Any) -> str | None:
-    """Why ``value`` is not a ``datetime.date`` (a datetime is not a day), or None."""
+    """Why ``value`` is not a ``datetime.date`` (a datetime is not a day) of
+    :data:`STORED_DAYS`, or None."""
     if isinstance(value, datetime.datetime) or not isinstance(value, datetime.date):
         return f"expected a date, got {type(value).__name__}"
+    if not STORED_DAYS[0] <= value <= STORED_DAYS[1]:
+        return f"out of range: give a day from {STORED_DAYS[0]} to {STORED_DAYS[1]}"
     return None
 
 

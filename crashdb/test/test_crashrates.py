@@ -266,6 +266,7 @@ def test_zero_adu_counts_as_unknown(db):
     ({"product": 5}, "product"),
     ({"product": ""}, "product"),
     ({"day": datetime.datetime(2012, 10, 22, tzinfo=UTC)}, "day"),
+    ({"day": datetime.date(1, 1, 1)}, "day"),  # its ten days would begin before year 1
     ({"version": 16}, "version"),
     ({"limit": 0}, "limit"),
     ({"limit": True}, "limit"),

@@ -13,6 +13,7 @@ from twisted.internet import defer
 
 from crashdb.exceptions import InvalidInputError
 from crashdb.test.fake import fakedb
+from crashdb.validation import STORED_DAYS
 
 pytestmark = pytest.mark.citus  # also on a coordinator with two workers (SPEC 17)
 
@@ -306,8 +307,24 @@ def test_bad_arguments_are_rejected(db, kwargs, field):
 
 
 @pytest_twisted.inlineCallbacks
+def test_the_widest_period_ranks_against_the_days_before_it(db):
+    # the period before [1000-01-06, 9999-12-27) would begin before year 1: it is cut there
+    yield db.insertTestData([report(datetime.date(2012, 10, 16), signature="a")])
+    yield db.tcbs.updateTcbs(datetime.date(2012, 10, 16))
+    first, last = STORED_DAYS
+    crashers = yield db.tcbs.getTopCrashers("Firefox", start_day=first, end_day=last)
+    assert [(c["signature"], c["count"], c["previous_rank"]) for c in crashers] == [
+        ("a", 1, None)]
+    with pytest.raises(InvalidInputError) as info:
+        yield db.tcbs.getTopCrashers("Firefox", start_day=first - datetime.timedelta(days=1),
+                                     end_day=last)
+    assert info.value.field == "start_day"
+
+
+@pytest_twisted.inlineCallbacks
 def test_update_rejects_a_datetime_or_a_string(db):
-    for bad in (at(2012, 10, 16), "2012-10-16", None):
+    for bad in (at(2012, 10, 16), "2012-10-16", None, datetime.date(1, 1, 1),
+                datetime.date.max):
         with pytest.raises(InvalidInputError) as info:
             yield db.tcbs.updateTcbs(bad)
         assert info.value.field == "day"

@@ -4,6 +4,7 @@ escaping of hostile crash data, personal data and API tokens (SPEC 16)."""
 from __future__ import annotations
 
 import datetime
+import http.client
 import json
 import re
 import sqlite3
@@ -127,6 +128,28 @@ def test_unknown_things_are_404(site, path):
     assert status == 404
     if path.startswith("/api/"):
         assert "error" in json.loads(body)
+
+
+def test_a_product_may_hold_slashes(site):
+    # a product is crash data; its link escapes the slash, which twisted.web decodes
+    for product in ("a/b", "/x", "a//b"):
+        path = urllib.parse.quote(product, safe="")
+        assert site.server.json(f"/api/topcrashers/{path}")["product"] == product
+        assert site.server.json(f"/api/crashrates/{path}")["product"] == product
+        assert site.server.get(f"/explosive/{path}")[0] == 200
+
+
+def test_a_redirect_says_where_to(site):
+    address = urllib.parse.urlsplit(site.server.base)
+    conn = http.client.HTTPConnection(address.hostname, address.port, timeout=60)
+    try:  # (urllib would follow it)
+        conn.request("GET", "/static")
+        response = conn.getresponse()
+        response.read()
+    finally:
+        conn.close()
+    assert response.status == 308
+    assert response.getheader("Location") == site.server.base + "/static/"
 
 
 def test_it_is_read_only(site):

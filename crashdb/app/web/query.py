@@ -110,7 +110,8 @@ class Query:
             start_day, end_day = self.period()
         else:
             start_day = self.day("start", today())
-            end_day = self.day("end", start_day + 7 * DAY)
+            # (a week after the start, or the last day Python has: search refuses it)
+            end_day = self.day("end", start_day + min(7 * DAY, datetime.date.max - start_day))
         arguments: dict[str, Any] = {
             "start": datetime.datetime(start_day.year, start_day.month, start_day.day,
                                        tzinfo=UTC),

@@ -28,6 +28,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web import http, pages, resource, server, static
 from werkzeug.exceptions import HTTPException
+from werkzeug.routing import BaseConverter, RequestRedirect
 
 from crashdb.app.web import svg
 from crashdb.app.web.cache import ResponseCache
@@ -96,6 +97,15 @@ class Site(server.Site):
             super().log(request)
 
 
+class NameConverter(BaseConverter):
+    """A path segment naming a product: any text, slashes included (a product is crash data,
+    so ``a/b`` or ``/x`` is possible; its link escapes the slash as ``%2F``, which twisted.web
+    decodes before routing)."""
+
+    part_isolating = False
+    regex = ".+"
+
+
 class StaticFiles(static.File):
     """The style sheet and icon: files only, no directory listings."""
 
@@ -143,6 +153,8 @@ class CrashStats:
     cache's."""
 
     app = Klein()
+    app.url_map.converters["name"] = NameConverter
+    app.url_map.merge_slashes = False  # "a//b" is a name, not a path to tidy up
 
     def __init__(self, db: Any, cache_seconds: float = 0.0,
                  clock: Callable[[], float] = time.monotonic) -> None:
@@ -225,6 +237,8 @@ class CrashStats:
     def _http(self, request: server.Request, failure: Failure) -> bytes:
         error = failure.value
         assert isinstance(error, HTTPException)
+        if isinstance(error, RequestRedirect):  # "/static" to "/static/"
+            request.setHeader(b"Location", error.new_url.encode("ascii"))
         return self._error(request, error.code or 500, error.name)
 
     @app.handle_errors(Exception)
@@ -301,7 +315,7 @@ async def products(self: CrashStats, query: Query, authorized: bool) -> dict[str
             "products": [{**p, "top": top} for p, top in zip(found, tops, strict=True)]}
 
 
-@view("/topcrashers/<product>", "topcrashers.html", cached=True)
+@view("/topcrashers/<name:product>", "topcrashers.html", cached=True)
 async def topCrashers(self: CrashStats, query: Query, authorized: bool,
                       product: str) -> dict[str, Any]:
     """A product's (or version's) top crashers with their rank move and 14 days of counts."""
@@ -427,7 +441,7 @@ def rolledUpQuestion(arguments: dict[str, Any]) -> dict[str, Any] | None:
             "facet_size": arguments["facet_size"]}
 
 
-@view("/explosive/<product>", "explosive.html", cached=True)
+@view("/explosive/<name:product>", "explosive.html", cached=True)
 async def explosive(self: CrashStats, query: Query, authorized: bool,
                     product: str) -> dict[str, Any]:
     """Signatures exploding on a day (by default yesterday, the last complete day)."""
@@ -438,7 +452,7 @@ async def explosive(self: CrashStats, query: Query, authorized: bool,
     return {"product": product, "version": version, "day": day, "explosive": found}
 
 
-@view("/crashrates/<product>", "crashrates.html", cached=True)
+@view("/crashrates/<name:product>", "crashrates.html", cached=True)
 async def crashRates(self: CrashStats, query: Query, authorized: bool,
                      product: str) -> dict[str, Any]:
     """Crashes per 100 active daily users, day by day."""
