@@ -87,11 +87,12 @@ def crashdbCommand(*args: str) -> subprocess.CompletedProcess:
 
 
 class Site:
-    """A filled database (:mod:`crashdb.test.util.sitedata`), a token named ``tester`` made
-    by ``crashdb tokens create``, and ``crashdb serve`` over them."""
+    """A filled database (:mod:`crashdb.test.util.sitedata`; a SQLite file in ``directory``
+    unless ``url`` names another, migrated or empty), a token named ``tester`` made by
+    ``crashdb tokens create``, and ``crashdb serve`` over them."""
 
-    def __init__(self, directory: Any, crashes: int = 600) -> None:
-        self.url = f"sqlite:///{directory / 'site.sqlite'}"
+    def __init__(self, directory: Any, crashes: int = 600, url: str | None = None) -> None:
+        self.url = url or f"sqlite:///{directory / 'site.sqlite'}"
         filled = subprocess.run(
             [sys.executable, "-m", "crashdb.test.util.sitedata", self.url, str(crashes)],
             capture_output=True, text=True, timeout=600)
