@@ -29,6 +29,7 @@ from crashdb.exceptions import InvalidInputError
 from crashdb.tcbs import DAY
 from crashdb.validation import (
     requireDay,
+    requireLimit,
     requireName,
     requirePeriod,
     requireString,
@@ -235,8 +236,7 @@ class CrashRatesConnectorComponent(DBConnectorComponent):
         requireDay(day, "day")
         if version is not None:
             requireString(version, "version", VERSION_LENGTH)
-        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-            raise InvalidInputError("must be a positive integer", field="limit")
+        requireLimit(limit)
 
         def thd(conn: sa.Connection) -> list[dict[str, Any]]:
             query = self._explosiveQuery(conn, product, day, version, limit)

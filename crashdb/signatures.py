@@ -30,7 +30,13 @@ from crashdb.summaries import (
     readFacets,
 )
 from crashdb.tcbs import DAY, dayStart
-from crashdb.validation import requireDay, requirePeriod, requireString, validatesInput
+from crashdb.validation import (
+    requireDay,
+    requireLimit,
+    requirePeriod,
+    requireString,
+    validatesInput,
+)
 
 UTC = datetime.UTC
 
@@ -213,7 +219,7 @@ class SignaturesConnectorComponent(DBConnectorComponent):
         if version is not None:
             requireString(version, "version", 16)
         start_day, end_day = requirePeriod(start_day, end_day)
-        _requireLimit(limit)
+        requireLimit(limit)
         start, end = dayStart(start_day), dayStart(end_day)
         versions, tcbs = self.db.model.signature_versions, self.db.model.tcbs
         order = self.db.backend.codePointOrder
@@ -373,6 +379,3 @@ def _keep(newer_wins: sa.ColumnElement[bool], new: Any, old: Any, name: str) -> 
     return sa.case((newer_wins, new[name]), else_=sa.func.coalesce(old[name], new[name]))
 
 
-def _requireLimit(limit: Any) -> None:
-    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-        raise InvalidInputError("must be a positive integer", field="limit")

@@ -15,7 +15,13 @@ from twisted.internet import defer
 
 from crashdb.base import DBConnectorComponent, batched
 from crashdb.exceptions import InvalidInputError
-from crashdb.validation import requireDay, requirePeriod, requireString, validatesInput
+from crashdb.validation import (
+    requireDay,
+    requireLimit,
+    requirePeriod,
+    requireString,
+    validatesInput,
+)
 
 UTC = datetime.UTC
 DAY = datetime.timedelta(days=1)
@@ -112,8 +118,7 @@ class TcbsConnectorComponent(DBConnectorComponent):
         if version is not None:
             requireString(version, "version", self.db.model.tcbs.c.version)
         start_day, end_day = requirePeriod(start_day, end_day)
-        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-            raise InvalidInputError("must be a positive integer", field="limit")
+        requireLimit(limit)
         # the period of equal length before, cut at the first day Python has
         previous_start = start_day - min(end_day - start_day, start_day - datetime.date.min)
         tcbs = self.db.model.tcbs

@@ -8,6 +8,7 @@ and a non-zero exit, never a traceback.
 from __future__ import annotations
 
 import argparse
+import datetime
 import importlib
 import logging
 import pkgutil
@@ -22,10 +23,20 @@ from twisted.internet import defer, task
 
 import crashdb.app.scripts
 from crashdb.exceptions import CrashDBError
+from crashdb.validation import STORED_DAYS
 
 
 class UsageError(CrashDBError):
     """A mistake on the command line or in a file it names."""
+
+
+def daysBefore(end: datetime.date, days: int, minimum: int = 1) -> datetime.date:
+    """The day ``days`` days before ``end`` (a ``--days N`` period's first day); a UsageError
+    unless ``days`` is at least ``minimum`` and that day is one a report can be on."""
+    most = (end - STORED_DAYS[0]).days
+    if not minimum <= days <= most:
+        raise UsageError(f"--days must be from {minimum} to {most}")
+    return end - datetime.timedelta(days=days)
 
 
 def commands() -> list[Any]:

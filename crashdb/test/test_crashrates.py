@@ -270,6 +270,7 @@ def test_zero_adu_counts_as_unknown(db):
     ({"version": 16}, "version"),
     ({"limit": 0}, "limit"),
     ({"limit": True}, "limit"),
+    ({"limit": 10**20}, "limit"),
 ])
 @pytest_twisted.inlineCallbacks
 def test_get_explosive_rejects_bad_arguments(db, arguments, field):

@@ -24,6 +24,7 @@ from crashdb.app.demo import (
 )
 from crashdb.connector import DBConnector
 from crashdb.test.fake.fakedb import FakeDBConnector
+from crashdb.validation import STORED_DAYS
 
 UTC = datetime.UTC
 NOW = datetime.datetime(2012, 10, 31, 15, 0, tzinfo=UTC)
@@ -126,15 +127,20 @@ def _runDemo(directory, *args: str) -> subprocess.CompletedProcess:
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--product", "Firefox", "--days", "0"], "--days must be at least 1"),
+        (["--product", "Firefox", "--days", "0"], "--days must be from 1 to {most}"),
+        (["--product", "Firefox", "--days", "9" * 20], "--days must be from 1 to {most}"),
+        (["--product", "Firefox", "--limit", "9" * 20],
+         "field 'limit': must be a positive integer up to 2147483647"),
         (["--product", "Firefox", "--limit", "0"], "--limit must be at least 1"),
         (["--product", "F" * 31], "field 'product': longer than 30 characters (31)"),
     ],
 )
 def test_top_crashers_mistakes_are_one_line(dbUrl, tmp_path, args, message):
     result = _crashdb(tmp_path, "top-crashers", "--db", dbUrl, *args)
+    most = (datetime.datetime.now(datetime.UTC).date() + datetime.timedelta(days=1)
+            - STORED_DAYS[0]).days
     assert result.returncode == 1
-    assert result.stderr.strip().splitlines() == [f"crashdb: error: {message}"]
+    assert result.stderr.strip().splitlines() == [f"crashdb: error: {message}".format(most=most)]
 
 
 def test_top_crashers_on_a_database_never_upgraded(tmp_path):

@@ -12,6 +12,7 @@ import pytest_twisted
 from crashdb.test.fake import fakedb
 from crashdb.test.test_cli import crashdb
 from crashdb.test.util import db as dbutil
+from crashdb.validation import STORED_DAYS
 
 UTC = datetime.UTC
 DAY = datetime.timedelta(days=1)
@@ -85,12 +86,15 @@ def test_rollup_defaults_to_yesterday_and_today_and_is_idempotent(dbUrl):
 
 @pytest.mark.parametrize("args,message", [
     (["--day", "2012-13-01"], "--day: not a date of the form YYYY-MM-DD: '2012-13-01'"),
-    (["--days", "-1"], "--days must be 0 or more"),
+    (["--days", "-1"], "--days must be from 0 to {most}"),
+    (["--days", "9" * 20], "--days must be from 0 to {most}"),
+    (["--day", "0001-01-01"], "--day: out of range: give a day from 1000-01-06 to 9999-12-27"),
 ])
 def test_rollup_mistakes_are_one_line(dbUrl, args, message):
     result = crashdb("rollup", "--db", dbUrl, *args)
+    most = (_today() - STORED_DAYS[0]).days
     assert result.returncode == 1
-    assert result.stderr.strip().splitlines() == [f"crashdb: error: {message}"]
+    assert result.stderr.strip().splitlines() == [f"crashdb: error: {message}".format(most=most)]
 
 
 @pytest.mark.parametrize("dbUrl", ["sqlite", "postgresql"], indirect=True)
@@ -121,10 +125,12 @@ def test_signature_shows_lifecycle_summary_and_correlations(dbUrl):
 
 @pytest.mark.parametrize("args,message", [
     (["never"], "no crash with signature 'never' has been rolled up or reported in the period"),
-    (["x", "--days", "0"], "--days must be at least 1"),
+    (["x", "--days", "0"], "--days must be from 1 to {most}"),
+    (["x", "--days", "9" * 20], "--days must be from 1 to {most}"),
     (["x", "--product", "F" * 31], "field 'product': longer than 30 characters (31)"),
 ])
 def test_signature_mistakes_are_one_line(dbUrl, args, message):
     result = crashdb("signature", "--db", dbUrl, *args)
+    most = (_today() + DAY - STORED_DAYS[0]).days
     assert result.returncode == 1
-    assert result.stderr.strip().splitlines() == [f"crashdb: error: {message}"]
+    assert result.stderr.strip().splitlines() == [f"crashdb: error: {message}".format(most=most)]

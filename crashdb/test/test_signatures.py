@@ -522,6 +522,7 @@ def test_concurrent_runs_of_a_day_leave_one_copy(realdb):
     (lambda db: db.signatures.getSignature(None), "signature"),
     (lambda db: db.signatures.getSignature("x" * 256), "signature"),
     (lambda db: db.signatures.getNewSignatures("Firefox", limit=0), "limit"),
+    (lambda db: db.signatures.getNewSignatures("Firefox", limit=2**63), "limit"),
     (lambda db: db.signatures.getNewSignatures("F", start_day=DAYS[3], end_day=DAYS[2]),
      "start_day"),
     (lambda db: db.signatures.getSummary("s", version=16), "version"),

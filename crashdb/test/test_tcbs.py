@@ -297,6 +297,7 @@ def test_other_products_and_versions_are_not_counted(db):
         ({"product": "Firefox", "limit": 0}, "limit"),
         ({"product": "Firefox", "limit": True}, "limit"),
         ({"product": "Firefox", "limit": 2.5}, "limit"),
+        ({"product": "Firefox", "limit": 2**31}, "limit"),  # past what SQL's LIMIT takes
     ],
 )
 @pytest_twisted.inlineCallbacks

@@ -7,9 +7,10 @@ import datetime
 import sys
 from typing import Any
 
-from crashdb.app.cli import UsageError, addDbArgument, runDeferred
+from crashdb.app.cli import UsageError, addDbArgument, daysBefore, runDeferred
 from crashdb.app.progress import Progress
 from crashdb.connector import DBConnector
+from crashdb.validation import dateProblem
 
 NAME = "rollup"
 HELP = ("run every daily rollup for one UTC day, or for the last N complete days and today "
@@ -30,11 +31,14 @@ def rollupDays(args: argparse.Namespace, today: datetime.date) -> list[datetime.
     """The days to roll up, oldest first."""
     if args.day is not None:
         try:
-            return [datetime.date.fromisoformat(args.day)]
+            day = datetime.date.fromisoformat(args.day)
         except ValueError:
             raise UsageError(f"--day: not a date of the form YYYY-MM-DD: {args.day!r}") from None
-    if args.days < 0:
-        raise UsageError("--days must be 0 or more")
+        problem = dateProblem(day)  # (before the progress line starts)
+        if problem is not None:
+            raise UsageError(f"--day: {problem}")
+        return [day]
+    daysBefore(today, args.days, minimum=0)
     return [today - back * DAY for back in range(args.days, -1, -1)]
 
 

@@ -7,7 +7,7 @@ import datetime
 from collections.abc import Sequence
 from typing import Any
 
-from crashdb.app.cli import UsageError, addDbArgument, runDeferred
+from crashdb.app.cli import UsageError, addDbArgument, daysBefore, runDeferred
 from crashdb.connector import DBConnector
 from crashdb.signatures import FACETS
 
@@ -112,10 +112,8 @@ def periodName(product: str | None, version: str | None, start: datetime.date,
 
 
 async def show(reactor: Any, args: argparse.Namespace) -> str:
-    if args.days < 1:
-        raise UsageError("--days must be at least 1")
     end = datetime.datetime.now(datetime.UTC).date() + DAY
-    start = end - args.days * DAY
+    start = daysBefore(end, args.days)
     db = DBConnector(args.db, reactor=reactor)
     try:
         await db.setup()

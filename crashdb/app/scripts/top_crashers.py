@@ -7,7 +7,7 @@ import datetime
 from collections.abc import Sequence
 from typing import Any
 
-from crashdb.app.cli import UsageError, addDbArgument, runDeferred
+from crashdb.app.cli import UsageError, addDbArgument, daysBefore, runDeferred
 from crashdb.connector import DBConnector
 
 NAME = "top-crashers"
@@ -69,12 +69,10 @@ def periodTitle(product: str, version: str | None, start: datetime.date,
 
 
 async def show(reactor, args: argparse.Namespace) -> str:
-    if args.days < 1:
-        raise UsageError("--days must be at least 1")
     if args.limit < 1:
         raise UsageError("--limit must be at least 1")
     end = datetime.datetime.now(datetime.UTC).date() + datetime.timedelta(days=1)
-    start = end - datetime.timedelta(days=args.days)
+    start = daysBefore(end, args.days)
     db = DBConnector(args.db, reactor=reactor)
     try:
         await db.setup()
