@@ -33,9 +33,11 @@ STORED_DATETIMES = (
     datetime.datetime(1000, 1, 6, tzinfo=datetime.UTC),
     datetime.datetime(9999, 12, 27, tzinfo=datetime.UTC),
 )
-#: The days a component takes: those of STORED_DATETIMES (no report is on a day outside them),
-#: which keeps a day's arithmetic (its week, the ten days before it) within Python's dates.
-STORED_DAYS = (STORED_DATETIMES[0].date(), STORED_DATETIMES[1].date())
+#: The days a component takes, first and last: those of STORED_DATETIMES (no report is on a day
+#: outside them), which keeps a day's arithmetic (its week, the ten days before it) within
+#: Python's dates. A period's exclusive ``end_day`` may be the day after the last.
+STORED_DAYS = (STORED_DATETIMES[0].date(),
+               STORED_DATETIMES[1].date() - datetime.timedelta(days=1))
 #: how deeply JSON lists and objects may nest (a bare scalar is depth 0): far below what any of
 #: Python's json (the recursion limit), SQLite's JSON functions (1000) or PostgreSQL (its stack
 #: depth) give up at, far above a real crash (Socorro's raw crashes nest three or four deep)
@@ -155,13 +157,14 @@ def storedDatetimeProblem(value: Any) -> str | None:
     return problem
 
 
-def dateProblem(value: Any) -> str | None:
+def dateProblem(value: Any, end: bool = False) -> str | None:
     """Why ``value`` is not a ``datetime.date`` (a datetime is not a day) of
-    :data:`STORED_DAYS`, or None."""
+    :data:`STORED_DAYS` (or, for a period's exclusive ``end``, the day after), or None."""
     if isinstance(value, datetime.datetime) or not isinstance(value, datetime.date):
         return f"expected a date, got {type(value).__name__}"
-    if not STORED_DAYS[0] <= value <= STORED_DAYS[1]:
-        return f"out of range: give a day from {STORED_DAYS[0]} to {STORED_DAYS[1]}"
+    first, last = STORED_DAYS[0], STORED_DAYS[1] + datetime.timedelta(days=int(end))
+    if not first <= value <= last:
+        return f"out of range: give a day from {first} to {last}"
     return None
 
 
@@ -359,7 +362,7 @@ def requirePeriod(start_day: Any, end_day: Any) -> tuple[datetime.date, datetime
     the end); InvalidInputError unless both are days and start comes before end."""
     if end_day is None:
         end_day = datetime.datetime.now(datetime.UTC).date() + datetime.timedelta(days=1)
-    requireDay(end_day, "end_day")
+    _require(dateProblem(end_day, end=True), "end_day")
     if start_day is None:
         start_day = end_day - DEFAULT_PERIOD
     requireDay(start_day, "start_day")

@@ -313,13 +313,18 @@ def test_the_widest_period_ranks_against_the_days_before_it(db):
     yield db.insertTestData([report(datetime.date(2012, 10, 16), signature="a")])
     yield db.tcbs.updateTcbs(datetime.date(2012, 10, 16))
     first, last = STORED_DAYS
-    crashers = yield db.tcbs.getTopCrashers("Firefox", start_day=first, end_day=last)
+    end = last + datetime.timedelta(days=1)  # (exclusive: the day after the last)
+    crashers = yield db.tcbs.getTopCrashers("Firefox", start_day=first, end_day=end)
     assert [(c["signature"], c["count"], c["previous_rank"]) for c in crashers] == [
         ("a", 1, None)]
     with pytest.raises(InvalidInputError) as info:
         yield db.tcbs.getTopCrashers("Firefox", start_day=first - datetime.timedelta(days=1),
-                                     end_day=last)
+                                     end_day=end)
     assert info.value.field == "start_day"
+    with pytest.raises(InvalidInputError) as info:
+        yield db.tcbs.getTopCrashers("Firefox", start_day=first,
+                                     end_day=end + datetime.timedelta(days=1))
+    assert info.value.field == "end_day"
 
 
 @pytest_twisted.inlineCallbacks
