@@ -29,7 +29,7 @@ from crashdb.exceptions import InvalidInputError
 from crashdb.tcbs import DAY
 from crashdb.validation import (
     requireDay,
-    requireLimit,
+    requireInteger,
     requireName,
     requirePeriod,
     requireString,
@@ -236,7 +236,7 @@ class CrashRatesConnectorComponent(DBConnectorComponent):
         requireDay(day, "day")
         if version is not None:
             requireString(version, "version", VERSION_LENGTH)
-        requireLimit(limit)
+        requireInteger(limit, "limit", minimum=1)
 
         def thd(conn: sa.Connection) -> list[dict[str, Any]]:
             query = self._explosiveQuery(conn, product, day, version, limit)

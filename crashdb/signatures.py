@@ -32,7 +32,7 @@ from crashdb.summaries import (
 from crashdb.tcbs import DAY, dayStart
 from crashdb.validation import (
     requireDay,
-    requireLimit,
+    requireInteger,
     requirePeriod,
     requireString,
     validatesInput,
@@ -219,7 +219,7 @@ class SignaturesConnectorComponent(DBConnectorComponent):
         if version is not None:
             requireString(version, "version", 16)
         start_day, end_day = requirePeriod(start_day, end_day)
-        requireLimit(limit)
+        requireInteger(limit, "limit", minimum=1)
         start, end = dayStart(start_day), dayStart(end_day)
         versions, tcbs = self.db.model.signature_versions, self.db.model.tcbs
         order = self.db.backend.codePointOrder

@@ -17,7 +17,7 @@ from crashdb.base import DBConnectorComponent, batched
 from crashdb.exceptions import InvalidInputError
 from crashdb.validation import (
     requireDay,
-    requireLimit,
+    requireInteger,
     requirePeriod,
     requireString,
     validatesInput,
@@ -118,7 +118,7 @@ class TcbsConnectorComponent(DBConnectorComponent):
         if version is not None:
             requireString(version, "version", self.db.model.tcbs.c.version)
         start_day, end_day = requirePeriod(start_day, end_day)
-        requireLimit(limit)
+        requireInteger(limit, "limit", minimum=1)
         # the period of equal length before, cut at the first day Python has
         previous_start = start_day - min(end_day - start_day, start_day - datetime.date.min)
         tcbs = self.db.model.tcbs

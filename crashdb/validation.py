@@ -316,13 +316,6 @@ def requireName(value: Any, field: str, length: int | sa.Column | None = None,
     return value
 
 
-def requireLimit(limit: Any, field: str = "limit") -> None:
-    """InvalidInputError unless ``limit`` is a positive integer that SQL's LIMIT takes (at
-    most 2**31 - 1: SQLite's driver and PostgreSQL's bigint refuse far less than Python)."""
-    if type(limit) is not int or not 1 <= limit <= INT32[1]:
-        raise InvalidInputError(f"must be a positive integer up to {INT32[1]}", field=field)
-
-
 def requireInteger(value: Any, field: str, minimum: int | None = None) -> None:
     """InvalidInputError unless ``value`` is an integer fit for an integer column (and at least
     ``minimum``)."""

@@ -126,7 +126,7 @@ def test_explosive_prints_the_worked_example(dbUrl, tmp_path):
 @pytest.mark.parametrize("arguments,message", [
     (["--day", "yesterday"], "--day must be a date as YYYY-MM-DD"),
     (["--limit", "0"], "--limit must be at least 1"),
-    (["--limit", "9" * 20], "must be a positive integer up to 2147483647"),
+    (["--limit", "9" * 20], "field 'limit': integer out of range (99999999999999999999)"),
     (["--day", "0001-01-01"], "out of range: give a day from 1000-01-06"),
     (["--version", "x" * 17], "longer than 16"),
 ])

@@ -130,7 +130,7 @@ def _runDemo(directory, *args: str) -> subprocess.CompletedProcess:
         (["--product", "Firefox", "--days", "0"], "--days must be from 1 to {most}"),
         (["--product", "Firefox", "--days", "9" * 20], "--days must be from 1 to {most}"),
         (["--product", "Firefox", "--limit", "9" * 20],
-         "field 'limit': must be a positive integer up to 2147483647"),
+         "field 'limit': integer out of range (99999999999999999999)"),
         (["--product", "Firefox", "--limit", "0"], "--limit must be at least 1"),
         (["--product", "F" * 31], "field 'product': longer than 30 characters (31)"),
     ],

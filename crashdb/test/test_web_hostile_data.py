@@ -6,16 +6,16 @@ Each example stores one report through ``db.reports.addReports`` into the fake (
 components over in-memory SQLite, synchronously), rolls its day up, and renders every page that
 shows it through the view and its template, as ``crashdb serve`` does. Every drawn value holds a
 tag (``<q>``): the tag must never reach a page as markup.
-``CRASHDB_WILD_PROFILE=release`` draws 500 reports instead of CI's 40.
+``CRASHDB_WILD_PROFILE=release`` draws 500 reports instead of CI's 40 (and
+``CRASHDB_WILD_EXAMPLES=N`` N), as in test_wild_input.
 """
 
 from __future__ import annotations
 
 import datetime
-import os
 from typing import Any
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from markupsafe import escape
 from twisted.internet import defer
@@ -24,15 +24,10 @@ from crashdb import model
 from crashdb.app.web import CrashStats, server
 from crashdb.app.web.query import Query
 from crashdb.test.fake.fakedb import FakeDBConnector
+from crashdb.test.util.wild import wildSettings
 from crashdb.validation import columnLength
 
-_PROFILES = {
-    "ci": settings(max_examples=40, derandomize=True, deadline=None, database=None,
-                   suppress_health_check=list(HealthCheck)),
-    "release": settings(max_examples=500, deadline=None,
-                        suppress_health_check=list(HealthCheck)),
-}
-PROFILE = _PROFILES[os.environ.get("CRASHDB_WILD_PROFILE", "ci")]
+PROFILE = wildSettings(ci=40, release=500)
 
 UTC = datetime.UTC
 DAY = datetime.timedelta(days=1)

@@ -11,28 +11,20 @@ operators with nothing after them, NUL, lone surrogates escaped, bytes that are 
 from __future__ import annotations
 
 import json
-import os
 import urllib.parse
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, assume, example, given, settings
+from hypothesis import assume, example, given
 from hypothesis import strategies as st
 
 from crashdb.test.conftest import _postgresUrl
 from crashdb.test.util.db import postgres
 from crashdb.test.util.webserver import Site
+from crashdb.test.util.wild import wildSettings
 
-_PROFILES = {
-    "ci": settings(max_examples=200, derandomize=True, deadline=None, database=None,
-                   suppress_health_check=list(HealthCheck)),
-    "release": settings(max_examples=1000, deadline=None,
-                        suppress_health_check=list(HealthCheck)),
-}
-PROFILE = _PROFILES[os.environ.get("CRASHDB_WILD_PROFILE", "ci")]
-if os.environ.get("CRASHDB_WILD_EXAMPLES"):
-    PROFILE = settings(PROFILE, max_examples=int(os.environ["CRASHDB_WILD_EXAMPLES"]))
+PROFILE = wildSettings(ci=200)
 
 # each route and the parameters it reads (search: its options and fields to filter on)
 ROUTES = {

@@ -15,12 +15,11 @@ from __future__ import annotations
 import datetime
 import itertools
 import math
-import os
 
 import pytest
 import pytest_twisted
 import sqlalchemy as sa
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import event, given
 from hypothesis import strategies as st
 from twisted.internet import defer
 
@@ -30,6 +29,7 @@ from crashdb.partitions import listChildren, readable
 from crashdb.reports import REPORT_FIELDS
 from crashdb.test.fake.fakedb import FakeDBConnector
 from crashdb.test.util.db import TestDBConnector, postgres, upgradeUrl
+from crashdb.test.util.wild import wildSettings
 from crashdb.validation import FLOAT_LIMIT, MAX_JSON_DEPTH, STORED_DATETIMES
 
 UTC = datetime.UTC
@@ -37,15 +37,7 @@ MONDAY = datetime.datetime(2013, 8, 5, tzinfo=UTC)
 WEEK = datetime.timedelta(days=7)
 BAD_NAME = "foo.xpi\udf03@0x1b3c"  # Socorro bug 1552709: an undecodable byte of a file name
 
-_PROFILES = {
-    "ci": settings(max_examples=12, derandomize=True, deadline=None, database=None,
-                   suppress_health_check=list(HealthCheck)),
-    "release": settings(max_examples=1000, deadline=None,
-                        suppress_health_check=list(HealthCheck)),
-}
-PROFILE = _PROFILES[os.environ.get("CRASHDB_WILD_PROFILE", "ci")]
-if os.environ.get("CRASHDB_WILD_EXAMPLES"):
-    PROFILE = settings(PROFILE, max_examples=int(os.environ["CRASHDB_WILD_EXAMPLES"]))
+PROFILE = wildSettings(ci=12)
 
 
 def refusal(deferred: defer.Deferred) -> defer.Deferred:

@@ -38,8 +38,8 @@ def rollupDays(args: argparse.Namespace, today: datetime.date) -> list[datetime.
         if problem is not None:
             raise UsageError(f"--day: {problem}")
         return [day]
-    daysBefore(today, args.days, minimum=0)
-    return [today - back * DAY for back in range(args.days, -1, -1)]
+    first = daysBefore(today, args.days, minimum=0)
+    return [first + n * DAY for n in range(args.days + 1)]
 
 
 async def rollUp(reactor: Any, args: argparse.Namespace, progress_stream: Any = None) -> None:
